@@ -1,0 +1,31 @@
+# TwinPlan: `make run` opens the app on the demo case, `make test` runs the suite.
+PY := .venv/bin/python
+DEMO := /usr/share/doc/invesalius-examples/examples/Cranium.inv3
+
+.PHONY: setup run test bench lint demo clean
+
+setup:
+	@bash packaging/setup.sh
+
+run: setup
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		.venv/bin/twinplan-gui $(DEMO); \
+	else \
+		echo "No display found: running the demo pipeline headless into out/demo instead."; \
+		.venv/bin/twinplan demo --out out/demo; \
+	fi
+
+lint: setup
+	@.venv/bin/lint-imports
+
+test: setup lint
+	@xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest
+
+bench: setup
+	@$(PY) -m benchmarks
+
+demo: setup
+	@.venv/bin/twinplan demo --out out/demo
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,1 @@
+"""Imaging: scan I/O, segmentation, fusion and meshing. No Qt here."""

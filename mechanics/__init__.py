@@ -1,0 +1,1 @@
+"""Mechanics: finite-element tissue and flow solvers, reduced models. No Qt here."""
