@@ -9,8 +9,8 @@ frame, measured on the Debian example ``Cranium.inv3`` (InVesalius 3.0b3) by
 sampling the CT at 20 000 points of ``surface_0.vtp`` (made at 226 HU), is
 ``(x, y, z) = (i*sx, -j*sy, k*sz)`` for raw voxel ``matrix[k, j, i]``: median
 |HU - 226| = 12.5 (99.2 % of points within 100 HU), versus 213-1250 HU for the
-other y/z flip candidates, and a sharp minimum (72-168 HU) at +-0.5 voxel
-shifts on every axis. Anatomy in the same frame: the teeth (> 2000 HU) and the
+other y/z flip/sign candidates; shifting any axis by half a voxel raises it to
+72-93 HU. Anatomy in the same frame: the teeth (> 2000 HU) and the
 nasal cavity lie at high raw j, the CT head-rest at low raw j, the maxilla at
 k = 0 and the skull vertex at high k. So world y grows posterior and world z
 superior: the InVesalius world frame *is* LPS up to a translation (left-right
@@ -127,7 +127,7 @@ class _Archive:
         self.files = files
 
     def data(self, ref) -> bytes:
-        """Bytes of a file referenced by a plist (a bare name in the folder)."""
+        """Bytes of a file referenced by a plist (a bare name); taken out to free memory."""
         if not isinstance(ref, str) or not ref or "/" in ref or "\\" in ref or ref in (".", ".."):
             raise InputError(f"{self.path}: bad file reference {ref!r}")
         key = posixpath.join(self.folder, ref) if self.folder else ref
@@ -172,7 +172,7 @@ def _shape3(value, what: str, path: Path) -> tuple[int, int, int]:
 
 
 def _read_matrix(arc: _Archive, info: dict) -> np.ndarray:
-    """Raw InVesalius matrix (z, y, x) as int16, not yet flipped."""
+    """InVesalius matrix (z, y, x) as int16, flipped on y (see module docstring)."""
     if not isinstance(info, dict) or "filename" not in info:
         raise InputError(f"{arc.path}: main.plist has no matrix entry")
     fname = info["filename"]
@@ -190,7 +190,7 @@ def _read_matrix(arc: _Archive, info: dict) -> np.ndarray:
     array = np.frombuffer(data, dtype=dtype).reshape(shape)
     if dtype_name == "uint16" and array.size and int(array.max()) > np.iinfo(np.int16).max:
         raise InputError(f"{arc.path}: {fname} uint16 values exceed the int16 range")
-    return array.astype(np.int16)
+    return np.ascontiguousarray(array[:, ::-1, :], dtype=np.int16)
 
 
 def _read_mask(arc: _Archive, ref, shape, geometry: Geometry, index: int):
@@ -203,10 +203,10 @@ def _read_mask(arc: _Archive, ref, shape, geometry: Geometry, index: int):
     if len(data) != int(np.prod(mshape)):
         raise InputError(f"{arc.path}: {fname} has {len(data)} bytes, expected {int(np.prod(mshape))}")
     raw = np.frombuffer(data, dtype=np.uint8).reshape(mshape)[1:, 1:, 1:]
-    binary = np.ascontiguousarray((raw > 127)[:, ::-1, :]).astype(np.uint8)
+    binary = (raw[:, ::-1, :] > 127).astype(np.uint8)  # InVesalius: > 127 is inside
     name = str(info.get("name") or f"Mask {index + 1}")
     colour = info.get("colour") or (0.3, 0.6, 0.9)
-    label = LabelInfo(name, tuple(float(c) for c in list(colour)[:3]))
+    label = LabelInfo(name, tuple(_number(c, 0.5) for c in list(colour)[:3]))
     rng = info.get("threshold_range")
     rng = list(rng) if isinstance(rng, (list, tuple)) and len(rng) == 2 else [np.nan, np.nan]
     return LabelMap(binary, geometry, {1: label}), (_number(rng[0], np.nan), _number(rng[1], np.nan))
@@ -279,14 +279,14 @@ def load_invesalius_project(
     main = arc.plist("main.plist")
     check_cancelled(cancelled)
 
-    raw = _read_matrix(arc, main.get("matrix"))
+    array = _read_matrix(arc, main.get("matrix"))
     try:
         spacing = tuple(float(s) for s in main.get("spacing", ()))
     except (TypeError, ValueError):
         spacing = ()
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InputError(f"{path}: main.plist has a bad spacing {main.get('spacing')!r}")
-    geometry = invesalius_geometry(spacing, raw.shape)
+    geometry = invesalius_geometry(spacing, array.shape)
     warnings = ["InVesalius stores no patient orientation: x is assumed toward patient left, "
                 "the position is InVesalius' own (arbitrary) origin."]
     if main.get("orientation", 1) not in _AXIAL:
@@ -295,12 +295,11 @@ def load_invesalius_project(
     if main.get("affine"):
         warnings.append("The project's 'affine' entry is ignored.")
     volume = Volume(
-        np.ascontiguousarray(raw[:, ::-1, :]), geometry,
+        array, geometry,
         modality=str(main.get("modality", "")),
         description=f"InVesalius project {path.stem}",
         warnings=warnings,
     )
-    del raw
     project = InvesaliusProject(volume, window_level=(
         _number(main.get("window_width"), 400.0), _number(main.get("window_level"), 40.0)))
 

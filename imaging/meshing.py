@@ -112,10 +112,14 @@ def mesh_labelmap(
     check_cancelled(cancelled)
     if decimate > 0:
         progress(0.7, "Decimating")
-        dec = vtk.vtkQuadricDecimation()
+        # DecimatePro with topology preserved keeps a closed surface closed;
+        # quadric decimation was seen to open holes on the Cranium bone.
+        dec = vtk.vtkDecimatePro()
         dec.SetInputData(poly)
         dec.SetTargetReduction(float(decimate))
-        dec.VolumePreservationOn()
+        dec.PreserveTopologyOn()
+        dec.SplittingOff()
+        dec.BoundaryVertexDeletionOff()
         dec.Update()
         poly = dec.GetOutput()
     check_cancelled(cancelled)
