@@ -16,6 +16,7 @@ run: setup
 	fi
 
 lint: setup
+	@.venv/bin/ruff check -q app imaging mechanics viewer tests benchmarks
 	@.venv/bin/lint-imports
 
 test: setup lint

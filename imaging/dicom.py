@@ -22,6 +22,8 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
+from imaging.dicom_header import HeaderValues
+from imaging.dicom_pixels import load_gdcm_pixels, load_native_pixels, native_pixel_recipe
 from imaging.errors import InputError
 from imaging.regrid import regrid_slices
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled, no_progress
@@ -51,6 +53,8 @@ class SliceHeader:
     path: str
     position: np.ndarray  # ImagePositionPatient, LPS mm
     instance: int
+    #: Set when pixels can be read directly: (byte offset, numpy dtype, slope, intercept).
+    native: Optional[tuple[int, str, float, float]] = None
 
 
 @dataclass
@@ -143,18 +147,21 @@ class DicomScan:
         }
 
 
-def _pixel_data_problem(path: str, fh, ds) -> Optional[str]:
-    """Check the pixel data element after a header-only read (file at its start)."""
+def _pixel_data_problem(path: str, fh, ds, hv: HeaderValues) -> tuple[Optional[str], Optional[int]]:
+    """Check the pixel data element after a header-only read (file at its start).
+
+    Returns (problem or None, byte offset of uncompressed pixel values or None).
+    """
     start = fh.tell()
     size = os.fstat(fh.fileno()).st_size
     head = fh.read(12)
     if len(head) < 8:
-        return "no pixel data"
+        return "no pixel data", None
     little = ds.is_little_endian if ds.is_little_endian is not None else True
     fmt = "<HH" if little else ">HH"
     group, elem = struct.unpack(fmt, head[:4])
     if (group << 16 | elem) != PIXEL_DATA_TAG:
-        return "no pixel data"
+        return "no pixel data", None
     implicit = ds.is_implicit_VR if ds.is_implicit_VR is not None else False
     if implicit:
         (length,) = struct.unpack("<I" if little else ">I", head[4:8])
@@ -163,10 +170,13 @@ def _pixel_data_problem(path: str, fh, ds) -> Optional[str]:
         (length,) = struct.unpack("<I" if little else ">I", head[8:12])
         header = 12
     if length == 0xFFFFFFFF:  # encapsulated (compressed): fragments follow
-        return None if size > start + header + 8 else "truncated pixel data"
+        return (None if size > start + header + 8 else "truncated pixel data"), None
     if start + header + length > size:
-        return f"truncated pixel data ({size - start - header} of {length} bytes)"
-    return None
+        return f"truncated pixel data ({size - start - header} of {length} bytes)", None
+    expected = hv.us("Rows", 0) * hv.us("Columns", 0) * hv.us("BitsAllocated", 0) // 8
+    if length < expected:
+        return f"truncated pixel data ({length} of {expected} bytes)", None
+    return None, start + header
 
 
 def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
@@ -174,7 +184,8 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
     try:
         with open(path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
-            problem = _pixel_data_problem(path, fh, ds)
+            hv = HeaderValues(ds)
+            problem, pixel_offset = _pixel_data_problem(path, fh, ds, hv)
     except InvalidDicomError:
         return None, "not a DICOM file"
     except (OSError, EOFError) as exc:
@@ -184,35 +195,42 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
     if problem:
         return None, problem
     try:
-        uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip()
-        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3)
-        ps = [float(v) for v in ds.PixelSpacing]
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, ValueError, TypeError, KeyError):
-        return None, "missing image geometry (position, orientation or pixel spacing)"
-    if ipp.shape != (3,) or iop.shape != (2, 3) or len(ps) != 2:
+        uid = hv.text("SeriesInstanceUID")
+        ipp = np.array(hv.numbers("ImagePositionPatient"))
+        iop = np.array(hv.numbers("ImageOrientationPatient"))
+        ps = hv.numbers("PixelSpacing")
+        rows, cols = hv.us("Rows", 0), hv.us("Columns", 0)
+        frames = int(hv.number("NumberOfFrames", 1))
+        fields = {
+            "instance": int(hv.number("InstanceNumber", 0)),
+            "tilt": hv.number("GantryDetectorTilt", 0.0),
+            "modality": hv.text("Modality"),
+        }
+    except (ValueError, TypeError, KeyError):
         return None, "malformed image geometry"
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+    if ipp.shape != (3,) or iop.shape != (6,) or len(ps) != 2 or rows <= 0 or cols <= 0:
+        return None, "missing image geometry (position, orientation, pixel spacing or size)"
+    if frames > 1:
         return None, "multi-frame image (not supported yet)"
-    return {
+    try:
+        description = str(getattr(ds, "SeriesDescription", "") or "")
+    except Exception:  # undecodable text must not lose the image
+        description = ""
+    return dict(fields, **{
         "uid": uid,
         "position": ipp,
-        "orientation": iop,
+        "orientation": iop.reshape(2, 3),
         "pixel_spacing": (ps[1], ps[0]),  # DICOM gives (row spacing, column spacing)
         "rows": rows,
         "columns": cols,
-        "instance": int(getattr(ds, "InstanceNumber", 0) or 0),
-        "modality": str(getattr(ds, "Modality", "") or ""),
-        "description": str(getattr(ds, "SeriesDescription", "") or ""),
-        "tilt": float(getattr(ds, "GantryDetectorTilt", 0.0) or 0.0),
+        "description": description,
+        "native": native_pixel_recipe(ds, hv, pixel_offset),
         "uid_derived": not uid,
         "uid_source": "|".join(
-            str(getattr(ds, k, "") or "")
-            for k in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber", "Modality",
-                      "SeriesDescription", "SeriesDate", "SeriesTime")
-        ),
-    }, None
+            hv.text(k) for k in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber", "Modality",
+                                 "SeriesDate", "SeriesTime")
+        ) + "|" + description,
+    }), None
 
 
 def derive_series_uid(source: str) -> str:
@@ -316,7 +334,7 @@ def _build_series(uid: str, headers: list[dict], skipped: list[SkippedFile]) -> 
             skipped.append(SkippedFile(h["path"], "duplicate slice position in its series"))
             continue
         seen[d] = h
-        info.slices.append(SliceHeader(h["path"], h["position"], h["instance"]))
+        info.slices.append(SliceHeader(h["path"], h["position"], h["instance"], h["native"]))
     info.warnings = _geometry_warnings(info)
     if first["uid_derived"]:
         info.warnings.insert(0, "SeriesInstanceUID missing: series ID derived from other series attributes")
@@ -372,40 +390,10 @@ def load_dicom_series(
     files = series.files
     if not files:
         raise InputError(f"series {series.series_uid}: no slices")
-    n = len(files)
-    chunks = [files[i : i + 16] for i in range(0, n, 16)]
-    out: Optional[np.ndarray] = None
-    done = 0
-
-    def read_chunk(chunk: list[str]) -> np.ndarray:
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(chunk)
-        try:
-            img = reader.Execute()
-        except RuntimeError:
-            # Find the offending file for a useful message.
-            for f in chunk:
-                try:
-                    sitk.ReadImage(f)
-                except RuntimeError as exc:
-                    raise InputError(f"{f}: cannot decode pixel data ({_first_line(exc)})") from exc
-            raise
-        return sitk.GetArrayFromImage(img)
-
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for i, arr in enumerate(pool.map(read_chunk, chunks)):
-            check_cancelled(cancelled)
-            if arr.shape[1:] != (series.rows, series.columns):
-                raise InputError(f"{chunks[i][0]}: decoded size {arr.shape[1:]} differs from its header")
-            if out is None:
-                dtype = np.int16 if arr.dtype.kind in "iu" and arr.min() >= -32768 and arr.max() <= 32767 else arr.dtype
-                out = np.empty((n,) + arr.shape[1:], dtype=dtype)
-            elif arr.dtype != out.dtype and not np.can_cast(arr.dtype, out.dtype):
-                out = out.astype(np.result_type(out.dtype, arr.dtype))
-            out[done : done + arr.shape[0]] = arr
-            done += arr.shape[0]
-            progress(done / n, f"Loading slices {done}/{n}")
-    assert out is not None
+    if all(s.native is not None for s in series.slices):
+        out = load_native_pixels(series, progress, cancelled)
+    else:
+        out = load_gdcm_pixels(series, progress, cancelled)
     geometry = series.geometry()
     warnings = list(series.warnings)
     if series.is_irregular():
@@ -426,11 +414,6 @@ def load_dicom_series(
         description=series.description,
         warnings=warnings,
     )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1][:160] if text else exc.__class__.__name__
 
 
 def load_dicom_folder(

@@ -4,6 +4,7 @@ Surfaces are in patient LPS millimetres.
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -30,18 +31,45 @@ def use_all_cores() -> None:
         _smp_ready = True
 
 
-def _padded_image(mask: np.ndarray, spacing: tuple[float, float, float]) -> vtk.vtkImageData:
-    """Binary mask padded by one voxel (closed surfaces at the grid edge), index frame."""
-    padded = np.pad(mask.astype(np.uint8), 1)
+def _touches_edge(array: np.ndarray, value: int) -> bool:
+    """True if the label reaches a face of the grid (its surface would be open there)."""
+    faces = (array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1])
+    return any(np.any(f == value) for f in faces)
+
+
+def _label_image(array: np.ndarray, value: int, spacing: tuple[float, float, float]) -> vtk.vtkImageData:
+    """vtkImageData over the label array in the index frame (mm, origin 0).
+
+    Shares memory with ``array`` unless the label touches the grid edge, where
+    a one-voxel zero border is added so the surface closes.
+    """
+    origin = (0.0, 0.0, 0.0)
+    data = np.ascontiguousarray(array)
+    if _touches_edge(data, value):
+        data = np.pad(data, 1)
+        origin = (-spacing[0], -spacing[1], -spacing[2])
     image = vtk.vtkImageData()
-    nz, ny, nx = padded.shape
+    nz, ny, nx = data.shape
     image.SetDimensions(nx, ny, nz)
     image.SetSpacing(spacing)
-    image.SetOrigin(-spacing[0], -spacing[1], -spacing[2])
-    scalars = numpy_to_vtk(padded.ravel(order="C"), deep=True)
+    image.SetOrigin(origin)
+    scalars = numpy_to_vtk(data.reshape(-1), deep=False)
     scalars.SetName("label")
     image.GetPointData().SetScalars(scalars)
+    image._keep_alive = data  # the VTK array borrows this buffer
     return image
+
+
+@functools.lru_cache(maxsize=1)
+def _flying_edges_outward() -> bool:
+    """Whether discrete flying edges winds triangles outward (probed on a small cube)."""
+    block = np.zeros((6, 6, 6), dtype=np.uint8)
+    block[2:4, 2:4, 2:4] = 1
+    fe = vtk.vtkDiscreteFlyingEdges3D()
+    fe.SetInputData(_label_image(block, 1, (1.0, 1.0, 1.0)))
+    fe.SetValue(0, 1.0)
+    fe.Update()
+    return _signed_volume(pv.wrap(fe.GetOutput())) > 0
 
 
 def mesh_labelmap(
@@ -81,21 +109,22 @@ def mesh_labelmap(
     """
     progress = progress or no_progress
     use_all_cores()
-    mask = labelmap.array == value
-    if not mask.any():
-        name = labelmap.labels.get(value).name if value in labelmap.labels else value
-        raise MeshError(f"label {name!r} is empty: nothing to mesh")
     if not 0.0 <= decimate < 1.0:
         raise InputError(f"decimate={decimate}: must be in [0, 1)")
     geom = labelmap.geometry
     progress(0.05, "Extracting the surface (flying edges)")
+    image = _label_image(labelmap.array, value, geom.spacing_xyz)
     fe = vtk.vtkDiscreteFlyingEdges3D()
-    fe.SetInputData(_padded_image(mask, geom.spacing_xyz))
-    fe.SetValue(0, 1.0)
+    fe.SetInputData(image)
+    fe.SetValue(0, float(value))
     fe.ComputeNormalsOff()
     fe.ComputeGradientsOff()
+    fe.ComputeScalarsOff()
     fe.Update()
     poly = fe.GetOutput()
+    if poly.GetNumberOfCells() == 0:
+        name = labelmap.labels[value].name if value in labelmap.labels else value
+        raise MeshError(f"label {name!r} is empty: nothing to mesh")
     check_cancelled(cancelled)
     if smoothing_iterations > 0:
         progress(0.4, "Smoothing")
@@ -129,12 +158,10 @@ def mesh_labelmap(
     # index-frame mm -> LPS: rotate by the direction matrix, then translate.
     pts = np.asarray(surface.points, dtype=float)
     surface.points = pts @ geom.direction.T + np.asarray(geom.origin_xyz)
-    if np.linalg.det(geom.direction) < 0:
+    # Flying edges winds every triangle the same way (probed once); a reflecting
+    # direction matrix reverses it. Renderers compute normals themselves.
+    if (np.linalg.det(geom.direction) < 0) == _flying_edges_outward():
         surface.flip_faces(inplace=True)
-    surface = surface.compute_normals(auto_orient_normals=False, consistent_normals=True, split_vertices=False)
-    if surface.volume < 0:
-        surface.flip_faces(inplace=True)
-        surface = surface.compute_normals(split_vertices=False)
     progress(1.0, f"Surface: {surface.n_cells} triangles")
     return surface
 
@@ -175,16 +202,30 @@ def mesh_report(surface: pv.PolyData, seconds: Optional[float] = None) -> dict:
     return report
 
 
-def _centroid(tri: pv.PolyData) -> np.ndarray:
-    """Centroid of the enclosed volume (signed tetrahedra from the origin)."""
+def _tetra_volumes(tri: pv.PolyData) -> tuple[np.ndarray, np.ndarray]:
+    """Signed volumes of the tetrahedra (origin, triangle) and their centroids."""
     faces = tri.faces.reshape(-1, 4)[:, 1:]
     p = np.asarray(tri.points, dtype=float)
     a, b, c = p[faces[:, 0]], p[faces[:, 1]], p[faces[:, 2]]
-    vol = np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0
+    return np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0, (a + b + c) / 4.0
+
+
+def _signed_volume(tri: pv.PolyData) -> float:
+    """Enclosed signed volume by the divergence theorem on z (cheaper than tetrahedra)."""
+    faces = tri.faces.reshape(-1, 4)[:, 1:]
+    p = np.asarray(tri.points)
+    a, b, c = p[faces[:, 0]], p[faces[:, 1]], p[faces[:, 2]]
+    nz = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    return float(np.dot(a[:, 2] + b[:, 2] + c[:, 2], nz) / 6.0)
+
+
+def _centroid(tri: pv.PolyData) -> np.ndarray:
+    """Centroid of the enclosed volume (signed tetrahedra from the origin)."""
+    vol, centers = _tetra_volumes(tri)
     total = vol.sum()
     if abs(total) < 1e-12:
-        return p.mean(axis=0) if len(p) else np.zeros(3)
-    return ((a + b + c) / 4.0 * vol[:, None]).sum(axis=0) / total
+        return np.asarray(tri.points).mean(axis=0) if tri.n_points else np.zeros(3)
+    return (centers * vol[:, None]).sum(axis=0) / total
 
 
 def export_surface(surface: pv.PolyData, path: str | os.PathLike) -> Path:

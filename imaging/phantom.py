@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -41,7 +40,7 @@ class SpherePhantom:
         cx, cy, cz = self.center_xyz
         r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
         body = (x - cx) ** 2 + (y - cy) ** 2 <= (0.45 * nx * sx) ** 2
-        arr = np.broadcast_to(np.where(body, self.tissue_hu, self.air_hu), (nz, ny, nx)).astype(np.int16)
+        arr = np.broadcast_to(np.where(body, self.tissue_hu, self.air_hu), (nz, ny, nx)).astype(np.int16, order="C")
         arr[r2 <= self.radius_mm**2] = self.bone_hu
         return arr
 

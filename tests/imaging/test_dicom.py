@@ -136,3 +136,16 @@ def test_missing_folder_and_empty_folder(tmp_path):
         scan_dicom_folder(tmp_path / "nope")
     with pytest.raises(InputError, match="no DICOM image series"):
         load_dicom_folder(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["dcm_qa_ct_philips", "dcm_qa_ct_ge_tilt"])
+def test_direct_pixel_read_equals_gdcm(name):
+    """The fast path (uncompressed slices read at their offsets) gives GDCM's voxels exactly."""
+    from imaging.dicom_pixels import load_gdcm_pixels, load_native_pixels
+    from imaging.progress import no_progress
+
+    series = scan_dicom_folder(data_path(name)).find()
+    assert all(s.native is not None for s in series.slices)
+    fast = load_native_pixels(series, no_progress, None)
+    slow = load_gdcm_pixels(series, no_progress, None)
+    assert fast.dtype == slow.dtype and np.array_equal(fast, slow)

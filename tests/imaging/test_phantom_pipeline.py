@@ -45,3 +45,18 @@ def test_empty_threshold_and_empty_label_are_clear_errors(phantom_case):
     lab.array[:] = 0
     with pytest.raises(MeshError, match="empty"):
         mesh_labelmap(lab)
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([1.0, -1.0, 1.0]), np.diag([-1.0, -1.0, 1.0])])
+def test_surface_faces_outward_in_lps(direction):
+    from imaging.meshing import _signed_volume
+    from imaging.volume import Geometry, LabelMap
+
+    arr = np.zeros((20, 24, 28), dtype=np.uint8)
+    arr[5:15, 6:18, 4:20] = 1  # 10 x 12 x 16 voxels
+    lab = LabelMap(arr, Geometry((0.5, 0.7, 1.1), (10.0, -20.0, 30.0), direction))
+    surface = mesh_labelmap(lab, smoothing_iterations=0)
+    # Raw discrete surface encloses the voxels exactly, with outward winding.
+    assert _signed_volume(surface) == pytest.approx(10 * 12 * 16 * 0.5 * 0.7 * 1.1, rel=0.05)
+    centre = np.array(lab.geometry.origin_xyz) + direction @ (np.array([11.5, 11.5, 9.5]) * [0.5, 0.7, 1.1])
+    np.testing.assert_allclose(surface.center, centre, atol=0.6)
