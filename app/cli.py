@@ -59,11 +59,16 @@ def cmd_info(args) -> int:
     from app.pipeline import INVESALIUS_SUFFIXES
     from imaging.dicom import scan_dicom_folder
 
-    path = Path(args.path)
-    if path.is_file() and path.suffix.lower() in INVESALIUS_SUFFIXES:
-        from imaging.invesalius import load_invesalius_project
+    from imaging.volume_io import is_volume_file, load_volume_file
 
-        vol = load_invesalius_project(path, load_surfaces=False).volume
+    path = Path(args.path)
+    if path.is_file() and (path.suffix.lower() in INVESALIUS_SUFFIXES or is_volume_file(path)):
+        if is_volume_file(path):
+            vol = load_volume_file(path)
+        else:
+            from imaging.invesalius import load_invesalius_project
+
+            vol = load_invesalius_project(path, load_surfaces=False).volume
         data = {"series": [{
             "series_uid": vol.series_uid, "modality": vol.modality, "description": vol.description,
             "n_slices": vol.dims_xyz[2], "dims_xyz": list(vol.dims_xyz),

@@ -19,6 +19,7 @@ from imaging.errors import InputError
 from imaging.meshing import mesh_labelmap, mesh_report
 from imaging.progress import CancelledFn, ProgressFn, no_progress
 from imaging.segment import segment_threshold
+from imaging.volume_io import is_volume_file, load_volume_file
 
 DEMO_CASE = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 INVESALIUS_SUFFIXES = (".inv3",)
@@ -65,6 +66,13 @@ def import_scan(
         raise InputError(f"{src}: no such file or folder")
     if src.is_file() and src.suffix.lower() in INVESALIUS_SUFFIXES:
         return _import_invesalius(src, progress, cancelled)
+    if src.is_file() and is_volume_file(src):
+        case = Case(name=src.name.split(".")[0] or "case")
+        volume = load_volume_file(src)
+        source = {"id": "file:" + src.name, "hash": _file_digest([str(src)])}
+        case.set_item("volume", "ct", volume, Provenance("import_volume_file", {"path": str(src)}, [source]))
+        progress(1.0, "Volume loaded")
+        return case
     t0 = time.perf_counter()
     scan = scan_dicom_folder(src, progress=lambda f, m: progress(0.15 * f, m), cancelled=cancelled)
     series = scan.find(series_uid)
