@@ -6,6 +6,7 @@ parameter; no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -17,6 +18,9 @@ from typing import Optional, Sequence
 from app import __version__
 
 log = logging.getLogger("twinplan")
+
+#: Modules adding subcommands: each defines ``register(subparsers)``.
+EXTENSIONS = ("app.cli_pacs", "app.cli_export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +52,8 @@ class TerminalProgress:
             sys.stderr.write("\n")
 
 
-def _emit(data: dict, as_json: bool, lines: Sequence[str]) -> None:
+def emit(data: dict, as_json: bool, lines: Sequence[str]) -> None:
+    """Print ``data`` as JSON, or ``lines`` for people."""
     if as_json:
         print(json.dumps(data, indent=1))
     else:
@@ -89,7 +94,7 @@ def cmd_info(args) -> int:
         lines.extend(f"    {k['path']}: {k['reason']}" for k in data["skipped"][:20])
     if not data["series"]:
         lines.insert(0, "no image series found")
-    _emit(data, args.json, lines)
+    emit(data, args.json, lines)
     return 0
 
 
@@ -105,7 +110,7 @@ def cmd_import(args) -> int:
     data = {"case": str(out), "volume": name, "dims_xyz": list(vol.dims_xyz),
             "spacing_xyz": list(vol.geometry.spacing_xyz), "warnings": vol.warnings,
             "labels": sorted(case.labels), "surfaces": sorted(case.surfaces)}
-    _emit(data, args.json, [f"imported {'x'.join(map(str, vol.dims_xyz))} volume into {out}"]
+    emit(data, args.json, [f"imported {'x'.join(map(str, vol.dims_xyz))} volume into {out}"]
           + [f"    warning: {w}" for w in vol.warnings])
     return 0
 
@@ -129,7 +134,7 @@ def cmd_segment(args) -> int:
     _case, result = _run_step(args, step_segment, label=args.label, hu_range=tuple(args.hu),
                               keep_largest=not args.all_components, fill_holes=not args.no_fill)
     r = result.report
-    _emit(r, args.json, [f"label {r['label']}: {r['voxels']} voxels, {r['volume_mm3'] / 1000:.1f} ml"])
+    emit(r, args.json, [f"label {r['label']}: {r['voxels']} voxels, {r['volume_mm3'] / 1000:.1f} ml"])
     return 0
 
 
@@ -146,7 +151,7 @@ def cmd_mesh(args) -> int:
                               decimate=args.decimate)
     export_surface(result.item, out)
     r = dict(result.report, file=str(out), seconds=round(time.perf_counter() - t0, 4))
-    _emit(r, args.json, [f"{out}: {r['n_faces']} faces, {r['area_mm2']:.0f} mm2, "
+    emit(r, args.json, [f"{out}: {r['n_faces']} faces, {r['area_mm2']:.0f} mm2, "
                          f"{r['volume_mm3'] / 1000:.1f} ml, watertight={r['watertight']}"])
     return 0
 
@@ -157,7 +162,7 @@ def cmd_demo(args) -> int:
     bar = TerminalProgress()
     summary = run_demo(Path(args.out), progress=bar)
     bar.done()
-    _emit(summary, args.json, [f"demo written to {args.out}:"] + [f"    {f}" for f in summary["files"]])
+    emit(summary, args.json, [f"demo written to {args.out}:"] + [f"    {f}" for f in summary["files"]])
     return 0
 
 
@@ -201,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_demo)
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
     return p
 
 
