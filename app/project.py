@@ -118,6 +118,7 @@ def _write_contents(case: Case, folder: Path) -> dict:
             "series_uid": vol.series_uid,
             "description": vol.description,
             "warnings": vol.warnings,
+            "kind": vol.kind,
             "hash": vol.content_hash(),
         }
     for name, lab in case.labels.items():
@@ -169,6 +170,7 @@ def load_case(path: str | os.PathLike) -> Case:
             series_uid=entry.get("series_uid", ""),
             description=entry.get("description", ""),
             warnings=list(entry.get("warnings", [])),
+            kind=entry.get("kind", ""),
         )
         _check_hash(folder / entry["file"], case.volumes[name].content_hash(), entry)
     for name, entry in manifest["labels"].items():

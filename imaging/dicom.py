@@ -9,6 +9,7 @@ from file order. Patient identifiers are not read into our types.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 import logging
 import os
 import struct
@@ -22,6 +23,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
+from imaging.archive import extract_zip
 from imaging.dicom_header import HeaderValues
 from imaging.dicom_pixels import load_gdcm_pixels, load_native_pixels, native_pixel_recipe
 from imaging.errors import InputError
@@ -34,6 +36,11 @@ log = logging.getLogger(__name__)
 sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 PIXEL_DATA_TAG = 0x7FE00010
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Makers of dental/maxillofacial cone-beam CT (matched in Manufacturer + model, lower case).
+CBCT_VENDORS = ("planmeca", "carestream", "sirona", "dentsply", "kavo", "vatech", "newtom", "cefla",
+                "imaging sciences", "i-cat", "morita", "acteon", "soredex", "instrumentarium", "gendex",
+                "myray", "prexion", "asahi", "cs 8100", "cs 9300", "orthophos", "promax")
 #: Relative spread of slice steps above which spacing is called non-uniform.
 SPACING_TOLERANCE = 0.01
 #: Angle (deg) between the slice normal and the stacking direction called a tilt.
@@ -70,7 +77,20 @@ class SeriesInfo:
     orientation: np.ndarray  # 2x3: row direction, column direction (LPS)
     slices: list[SliceHeader] = field(default_factory=list)
     gantry_tilt_deg: float = 0.0
+    vendor: str = ""
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """"cbct" for dental cone-beam CT, else the modality in lower case."""
+        vendor = self.vendor.lower()
+        if any(v in vendor for v in CBCT_VENDORS) or "cbct" in self.description.lower():
+            return "cbct"
+        spacing = [self.pixel_spacing[0], self.pixel_spacing[1], self.slice_spacing_mm()]
+        isotropic = max(spacing) - min(spacing) <= 0.02 * max(spacing)
+        if self.modality in ("CT", "OT") and isotropic and max(spacing) <= 0.4 and len(self.slices) >= 50:
+            return "cbct"
+        return self.modality.lower() or "unknown"
 
     @property
     def normal(self) -> np.ndarray:
@@ -119,6 +139,7 @@ class SeriesInfo:
             "spacing_xyz": [round(v, 6) for v in g.spacing_xyz],
             "origin": [round(v, 6) for v in g.origin_xyz],
             "warnings": list(self.warnings),
+            "kind": self.kind,
         }
 
 
@@ -128,6 +149,7 @@ class DicomScan:
 
     series: list[SeriesInfo]
     skipped: list[SkippedFile]
+    keepalive: Optional[object] = None
 
     def find(self, series_uid: Optional[str] = None) -> SeriesInfo:
         """The requested series, or the largest one when no UID is given."""
@@ -193,7 +215,12 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
     except Exception as exc:  # pydicom raises many types on corrupt headers
         return None, f"corrupt DICOM header ({exc.__class__.__name__})"
     if problem:
+        if str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+            return None, "DICOMDIR index (the images it lists are scanned directly)"
         return None, problem
+    image_type = hv.text("ImageType").upper()
+    if "LOCALIZER" in image_type or "SCOUT" in image_type:
+        return None, "localizer/scout image"
     try:
         uid = hv.text("SeriesInstanceUID")
         ipp = np.array(hv.numbers("ImagePositionPatient"))
@@ -205,6 +232,9 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
             "instance": int(hv.number("InstanceNumber", 0)),
             "tilt": hv.number("GantryDetectorTilt", 0.0),
             "modality": hv.text("Modality"),
+            "stack_key": (hv.text("EchoNumbers"), hv.text("AcquisitionNumber"),
+                          hv.text("TemporalPositionIdentifier")),
+            "vendor": f"{hv.text('Manufacturer')} {hv.text('ManufacturerModelName')}".strip(),
         }
     except (ValueError, TypeError, KeyError):
         return None, "malformed image geometry"
@@ -277,6 +307,10 @@ def scan_dicom_folder(
     root = Path(path)
     if not root.exists():
         raise InputError(f"{root}: no such file or folder")
+    keepalive = None
+    if root.is_file() and zipfile.is_zipfile(root):
+        keepalive = extract_zip(root)
+        root = Path(keepalive.name)
     files = [str(root)] if root.is_file() else _iter_files(root)
     groups: dict[str, list[dict]] = {}
     skipped: list[SkippedFile] = []
@@ -298,22 +332,51 @@ def scan_dicom_folder(
         series.extend(_build_series(uid, headers, skipped))
     series.sort(key=lambda s: -len(s.slices))
     progress(1.0, f"Found {len(series)} series, skipped {len(skipped)} files")
-    return DicomScan(series, skipped)
+    scan = DicomScan(series, skipped)
+    scan.keepalive = keepalive  # extracted zip lives as long as the scan
+    return scan
 
 
 def _build_series(uid: str, headers: list[dict], skipped: list[SkippedFile]) -> list[SeriesInfo]:
-    """Order one UID's slices; slices of another size/orientation are split off."""
+    """Order one UID's slices into stacks.
+
+    Slices of another size/orientation than the main stack are skipped. Where
+    positions repeat, the series holds several acquisitions, echoes or time
+    points: each becomes its own stack (ID ``UID#echo=2`` etc.).
+    """
     by_shape: dict[tuple, list[dict]] = {}
     for h in headers:
         key = (h["rows"], h["columns"], tuple(np.round(h["orientation"].ravel(), 4)))
         by_shape.setdefault(key, []).append(h)
-    # The main stack keeps the UID; stray slices (scouts, other sizes) are skipped.
     main_key = max(by_shape, key=lambda k: len(by_shape[k]))
     for key, hs in by_shape.items():
         if key != main_key:
             for h in hs:
                 skipped.append(SkippedFile(h["path"], "slice size/orientation differs from its series"))
     hs = by_shape[main_key]
+    normal = np.cross(hs[0]["orientation"][0], hs[0]["orientation"][1])
+    depth = [round(float(np.dot(h["position"], normal)), 3) for h in hs]
+    stacks: dict[tuple, list[dict]] = {(): hs}
+    if len(set(depth)) < len(depth):
+        split: dict[tuple, list[dict]] = {}
+        for h in hs:
+            split.setdefault(h["stack_key"], []).append(h)
+        if len(split) > 1:
+            stacks = split
+    series = []
+    for key, group in sorted(stacks.items()):
+        sub_uid = uid
+        if key:
+            names = ("echo", "acq", "time")
+            differing = [i for i in range(3) if len({k[i] for k in stacks}) > 1]
+            sub_uid = uid + "#" + ",".join(f"{names[i]}={key[i]}" for i in differing)
+        series.append(_make_stack(sub_uid, group, normal, skipped))
+        if key:
+            series[-1].warnings.append(f"series split into {len(stacks)} stacks (acquisitions/echoes/time points)")
+    return series
+
+
+def _make_stack(uid: str, hs: list[dict], normal: np.ndarray, skipped: list[SkippedFile]) -> SeriesInfo:
     first = hs[0]
     info = SeriesInfo(
         series_uid=uid,
@@ -324,21 +387,26 @@ def _build_series(uid: str, headers: list[dict], skipped: list[SkippedFile]) -> 
         pixel_spacing=first["pixel_spacing"],
         orientation=first["orientation"],
         gantry_tilt_deg=first["tilt"],
+        vendor=first["vendor"],
     )
-    normal = info.normal
-    hs.sort(key=lambda h: float(np.dot(h["position"], normal)))
-    seen: dict[float, dict] = {}
+    hs = sorted(hs, key=lambda h: float(np.dot(h["position"], normal)))
+    seen: set[float] = set()
     for h in hs:
         d = round(float(np.dot(h["position"], normal)), 3)
         if d in seen:
             skipped.append(SkippedFile(h["path"], "duplicate slice position in its series"))
             continue
-        seen[d] = h
+        seen.add(d)
         info.slices.append(SliceHeader(h["path"], h["position"], h["instance"], h["native"]))
     info.warnings = _geometry_warnings(info)
     if first["uid_derived"]:
         info.warnings.insert(0, "SeriesInstanceUID missing: series ID derived from other series attributes")
-    return [info]
+    if info.kind == "cbct":
+        info.warnings.append(
+            "dental cone-beam CT: grey values are not calibrated Hounsfield units; "
+            "use the CBCT presets or check thresholds on the image"
+        )
+    return info
 
 
 def _geometry_warnings(info: SeriesInfo) -> list[str]:
@@ -413,6 +481,7 @@ def load_dicom_series(
         series_uid=series.series_uid,
         description=series.description,
         warnings=warnings,
+        kind=series.kind,
     )
 
 

@@ -98,6 +98,7 @@ class Volume:
     series_uid: str = ""
     description: str = ""
     warnings: list[str] = field(default_factory=list)
+    kind: str = ""  # "ct", "cbct", "mr"...: picks presets; "cbct" grey values are not HU
 
     @property
     def dims_xyz(self) -> tuple[int, int, int]:
