@@ -9,6 +9,7 @@ from file order. Patient identifiers are not read into our types.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import zipfile
 import logging
 import os
@@ -154,6 +155,11 @@ class DicomScan:
     def find(self, series_uid: Optional[str] = None) -> SeriesInfo:
         """The requested series, or the largest one when no UID is given."""
         if not self.series:
+            if self.skipped:
+                reasons = Counter(k.reason for k in self.skipped)
+                reason, count = reasons.most_common(1)[0]
+                raise InputError(f"no DICOM image series found: {len(self.skipped)} file(s) skipped "
+                                 f"({count} x {reason})")
             raise InputError("no DICOM image series found")
         if series_uid is None:
             return max(self.series, key=lambda s: len(s.slices))
