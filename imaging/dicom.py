@@ -13,7 +13,6 @@ from collections import Counter
 import zipfile
 import logging
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from pydicom.errors import InvalidDicomError
 
 from imaging.archive import extract_zip
 from imaging.dicom_header import HeaderValues
-from imaging.dicom_pixels import load_gdcm_pixels, load_native_pixels, native_pixel_recipe
+from imaging.dicom_multiframe import frame_headers, load_frames
+from imaging.dicom_pixels import load_gdcm_pixels, load_native_pixels, native_pixel_recipe, pixel_data_problem
 from imaging.errors import InputError
 from imaging.regrid import regrid_slices
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled, no_progress
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 # ITK prints its own spacing warnings to stderr; ours are collected per series instead.
 sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
-PIXEL_DATA_TAG = 0x7FE00010
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 #: Makers of dental/maxillofacial cone-beam CT (matched in Manufacturer + model, lower case).
 CBCT_VENDORS = ("planmeca", "carestream", "sirona", "dentsply", "kavo", "vatech", "newtom", "cefla",
@@ -63,6 +62,8 @@ class SliceHeader:
     instance: int
     #: Set when pixels can be read directly: (byte offset, numpy dtype, slope, intercept).
     native: Optional[tuple[int, str, float, float]] = None
+    frame: int = -1  # frame index in a multi-frame file, -1 for single-frame files
+    rescale: tuple[float, float] = (1.0, 0.0)  # (slope, intercept) of a frame
 
 
 @dataclass
@@ -175,45 +176,13 @@ class DicomScan:
         }
 
 
-def _pixel_data_problem(path: str, fh, ds, hv: HeaderValues) -> tuple[Optional[str], Optional[int]]:
-    """Check the pixel data element after a header-only read (file at its start).
-
-    Returns (problem or None, byte offset of uncompressed pixel values or None).
-    """
-    start = fh.tell()
-    size = os.fstat(fh.fileno()).st_size
-    head = fh.read(12)
-    if len(head) < 8:
-        return "no pixel data", None
-    little = ds.is_little_endian if ds.is_little_endian is not None else True
-    fmt = "<HH" if little else ">HH"
-    group, elem = struct.unpack(fmt, head[:4])
-    if (group << 16 | elem) != PIXEL_DATA_TAG:
-        return "no pixel data", None
-    implicit = ds.is_implicit_VR if ds.is_implicit_VR is not None else False
-    if implicit:
-        (length,) = struct.unpack("<I" if little else ">I", head[4:8])
-        header = 8
-    else:
-        (length,) = struct.unpack("<I" if little else ">I", head[8:12])
-        header = 12
-    if length == 0xFFFFFFFF:  # encapsulated (compressed): fragments follow
-        return (None if size > start + header + 8 else "truncated pixel data"), None
-    if start + header + length > size:
-        return f"truncated pixel data ({size - start - header} of {length} bytes)", None
-    expected = hv.us("Rows", 0) * hv.us("Columns", 0) * hv.us("BitsAllocated", 0) // 8
-    if length < expected:
-        return f"truncated pixel data ({length} of {expected} bytes)", None
-    return None, start + header
-
-
-def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
-    """Read one file's header; return (fields, None) or (None, reason)."""
+def _read_header(path: str) -> tuple[Optional[list[dict]], Optional[str]]:
+    """Read one file's header; return (one dict per frame, None) or (None, reason)."""
     try:
         with open(path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
             hv = HeaderValues(ds)
-            problem, pixel_offset = _pixel_data_problem(path, fh, ds, hv)
+            problem, pixel_offset = pixel_data_problem(fh, ds, hv)
     except InvalidDicomError:
         return None, "not a DICOM file"
     except (OSError, EOFError) as exc:
@@ -228,6 +197,10 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
     if "LOCALIZER" in image_type or "SCOUT" in image_type:
         return None, "localizer/scout image"
     try:
+        description = str(getattr(ds, "SeriesDescription", "") or "")
+    except Exception:  # undecodable text must not lose the image
+        description = ""
+    try:
         uid = hv.text("SeriesInstanceUID")
         ipp = np.array(hv.numbers("ImagePositionPatient"))
         iop = np.array(hv.numbers("ImageOrientationPatient"))
@@ -235,6 +208,15 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
         rows, cols = hv.us("Rows", 0), hv.us("Columns", 0)
         frames = int(hv.number("NumberOfFrames", 1))
         fields = {
+            "uid": uid,
+            "rows": rows,
+            "columns": cols,
+            "description": description,
+            "uid_derived": not uid,
+            "uid_source": "|".join(
+                hv.text(k) for k in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber", "Modality",
+                                     "SeriesDate", "SeriesTime")
+            ) + "|" + description,
             "instance": int(hv.number("InstanceNumber", 0)),
             "tilt": hv.number("GantryDetectorTilt", 0.0),
             "modality": hv.text("Modality"),
@@ -244,29 +226,19 @@ def _read_header(path: str) -> tuple[Optional[dict], Optional[str]]:
         }
     except (ValueError, TypeError, KeyError):
         return None, "malformed image geometry"
+    if rows > 0 and cols > 0 and frames > 1:
+        try:
+            return frame_headers(ds, fields), None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return None, f"multi-frame image: {exc}"
     if ipp.shape != (3,) or iop.shape != (6,) or len(ps) != 2 or rows <= 0 or cols <= 0:
         return None, "missing image geometry (position, orientation, pixel spacing or size)"
-    if frames > 1:
-        return None, "multi-frame image (not supported yet)"
-    try:
-        description = str(getattr(ds, "SeriesDescription", "") or "")
-    except Exception:  # undecodable text must not lose the image
-        description = ""
-    return dict(fields, **{
-        "uid": uid,
+    return [dict(fields, **{
         "position": ipp,
         "orientation": iop.reshape(2, 3),
         "pixel_spacing": (ps[1], ps[0]),  # DICOM gives (row spacing, column spacing)
-        "rows": rows,
-        "columns": cols,
-        "description": description,
         "native": native_pixel_recipe(ds, hv, pixel_offset),
-        "uid_derived": not uid,
-        "uid_source": "|".join(
-            hv.text(k) for k in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber", "Modality",
-                                 "SeriesDate", "SeriesTime")
-        ) + "|" + description,
-    }), None
+    })], None
 
 
 def derive_series_uid(source: str) -> str:
@@ -329,10 +301,11 @@ def scan_dicom_folder(
             if hdr is None:
                 skipped.append(SkippedFile(f, reason or "unknown"))
                 continue
-            hdr["path"] = f
-            if hdr["uid_derived"]:
-                hdr["uid"] = derive_series_uid(hdr["uid_source"])
-            groups.setdefault(hdr["uid"], []).append(hdr)
+            for frame in hdr:
+                frame["path"] = f
+                if frame["uid_derived"]:
+                    frame["uid"] = derive_series_uid(frame["uid_source"])
+                groups.setdefault(frame["uid"], []).append(frame)
     series = []
     for uid, headers in groups.items():
         series.extend(_build_series(uid, headers, skipped))
@@ -403,7 +376,8 @@ def _make_stack(uid: str, hs: list[dict], normal: np.ndarray, skipped: list[Skip
             skipped.append(SkippedFile(h["path"], "duplicate slice position in its series"))
             continue
         seen.add(d)
-        info.slices.append(SliceHeader(h["path"], h["position"], h["instance"], h["native"]))
+        info.slices.append(SliceHeader(h["path"], h["position"], h["instance"], h["native"],
+                                       h.get("frame", -1), h.get("rescale", (1.0, 0.0))))
     info.warnings = _geometry_warnings(info)
     if first["uid_derived"]:
         info.warnings.insert(0, "SeriesInstanceUID missing: series ID derived from other series attributes")
@@ -464,7 +438,9 @@ def load_dicom_series(
     files = series.files
     if not files:
         raise InputError(f"series {series.series_uid}: no slices")
-    if all(s.native is not None for s in series.slices):
+    if any(s.frame >= 0 for s in series.slices):
+        out = load_frames(series, progress, cancelled)
+    elif all(s.native is not None for s in series.slices):
         out = load_native_pixels(series, progress, cancelled)
     else:
         out = load_gdcm_pixels(series, progress, cancelled)

@@ -8,6 +8,7 @@ Both give the same HU (tested on real series).
 from __future__ import annotations
 
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Optional
 
@@ -20,6 +21,8 @@ from imaging.progress import CancelledFn, ProgressFn, check_cancelled
 
 if TYPE_CHECKING:
     from imaging.dicom import SeriesInfo
+
+PIXEL_DATA_TAG = 0x7FE00010
 
 NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit/explicit VR little endian
 
@@ -142,3 +145,35 @@ def load_gdcm_pixels(series: SeriesInfo, progress: ProgressFn, cancelled: Option
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[-1][:160] if text else exc.__class__.__name__
+
+
+def pixel_data_problem(fh, ds, hv: HeaderValues) -> tuple[Optional[str], Optional[int]]:
+    """Check the pixel data element after a header-only read (file at its start).
+
+    Returns (problem or None, byte offset of uncompressed pixel values or None).
+    """
+    start = fh.tell()
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(12)
+    if len(head) < 8:
+        return "no pixel data", None
+    little = ds.is_little_endian if ds.is_little_endian is not None else True
+    fmt = "<HH" if little else ">HH"
+    group, elem = struct.unpack(fmt, head[:4])
+    if (group << 16 | elem) != PIXEL_DATA_TAG:
+        return "no pixel data", None
+    implicit = ds.is_implicit_VR if ds.is_implicit_VR is not None else False
+    if implicit:
+        (length,) = struct.unpack("<I" if little else ">I", head[4:8])
+        header = 8
+    else:
+        (length,) = struct.unpack("<I" if little else ">I", head[8:12])
+        header = 12
+    if length == 0xFFFFFFFF:  # encapsulated (compressed): fragments follow
+        return (None if size > start + header + 8 else "truncated pixel data"), None
+    if start + header + length > size:
+        return f"truncated pixel data ({size - start - header} of {length} bytes)", None
+    expected = hv.us("Rows", 0) * hv.us("Columns", 0) * hv.us("BitsAllocated", 0) // 8
+    if length < expected:
+        return f"truncated pixel data ({length} of {expected} bytes)", None
+    return None, start + header

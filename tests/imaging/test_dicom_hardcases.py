@@ -136,3 +136,23 @@ def test_dental_cbct_is_detected(tmp_path, extra, spacing, step):
 def test_regular_ct_is_not_cbct():
     for name in ("dcm_qa_ct_philips", "dcm_qa_ct_ge_tilt"):
         assert scan_dicom_folder(data_path(name)).find().kind == "ct"
+
+
+def test_enhanced_multiframe_ct_matches_its_single_frame_source(tmp_path):
+    """Real Philips slices converted to a Legacy Converted Enhanced CT (highdicom)."""
+    import highdicom as hd
+
+    src = sorted(data_path("dcm_qa_ct_philips").glob("I*"), key=lambda f: int(f.name[1:]))[:8]
+    for f in src:
+        (tmp_path / "single").mkdir(exist_ok=True)
+        (tmp_path / "single" / f.name).write_bytes(f.read_bytes())
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=[pydicom.dcmread(f) for f in src], series_instance_uid=hd.UID(),
+        series_number=99, sop_instance_uid=hd.UID(), instance_number=1)
+    (tmp_path / "multi").mkdir()
+    mf.save_as(tmp_path / "multi" / "enhanced.dcm")
+    single = load_dicom_folder(tmp_path / "single")
+    multi = load_dicom_folder(tmp_path / "multi")
+    assert multi.dims_xyz == single.dims_xyz == (512, 512, 8)
+    assert multi.geometry.same_grid(single.geometry)
+    assert np.array_equal(multi.array, single.array)
