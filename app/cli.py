@@ -131,7 +131,7 @@ def _run_step(args, step, **params) -> tuple:
 def cmd_segment(args) -> int:
     from app.pipeline import step_segment
 
-    _case, result = _run_step(args, step_segment, label=args.label, hu_range=tuple(args.hu),
+    _case, result = _run_step(args, step_segment, label=args.label, hu_range=args.hu, preset=args.preset,
                               keep_largest=not args.all_components, fill_holes=not args.no_fill)
     r = result.report
     emit(r, args.json, [f"label {r['label']}: {r['voxels']} voxels, {r['volume_mm3'] / 1000:.1f} ml"])
@@ -167,6 +167,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from imaging.segment import HU_PRESETS
+
     p = _Parser(prog="twinplan", description="TwinPlan surgical planning, headless.")
     p.add_argument("--version", action="version", version=f"twinplan {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
@@ -187,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("segment", help="threshold the CT into a named label")
     s.add_argument("case")
     s.add_argument("--label", required=True)
-    s.add_argument("--hu", nargs=2, type=float, required=True, metavar=("LO", "HI"))
+    rng = s.add_mutually_exclusive_group(required=True)
+    rng.add_argument("--hu", nargs=2, type=float, metavar=("LO", "HI"), help="threshold range (HU)")
+    rng.add_argument("--preset", choices=sorted(HU_PRESETS),
+                     help="range suited to the scan (fixed HU for CT, from the image for dental CBCT)")
     s.add_argument("--all-components", action="store_true", help="keep every connected component")
     s.add_argument("--no-fill", action="store_true", help="do not fill enclosed holes")
     s.add_argument("--json", action="store_true")

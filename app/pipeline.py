@@ -18,7 +18,7 @@ from imaging.dicom import load_dicom_series, scan_dicom_folder
 from imaging.errors import InputError
 from imaging.meshing import mesh_labelmap, mesh_report
 from imaging.progress import CancelledFn, ProgressFn, no_progress
-from imaging.segment import segment_threshold
+from imaging.segment import presets_for, segment_threshold
 from imaging.volume_io import is_volume_file, load_volume_file
 
 DEMO_CASE = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
@@ -110,23 +110,33 @@ def step_segment(
     case: Case,
     *,
     label: str,
-    hu_range: tuple[float, float],
+    hu_range: Optional[tuple[float, float]] = None,
+    preset: Optional[str] = None,
     volume: Optional[str] = None,
     keep_largest: bool = True,
     fill_holes: bool = True,
     progress: Optional[ProgressFn] = None,
     cancelled: Optional[CancelledFn] = None,
 ) -> StepResult:
-    """Threshold a volume of the case into the label ``label``."""
+    """Threshold a volume of the case into the label ``label``.
+
+    Give ``hu_range`` or a ``preset`` name (see ``imaging.segment.presets_for``).
+    """
     if not label or not label.strip():
         raise InputError("--label: a label name is required")
     vol_name = volume or case.primary_volume()[0]
     if vol_name not in case.volumes:
         raise InputError(f"--volume {vol_name}: no such volume in the case")
+    if hu_range is None:
+        presets = presets_for(case.volumes[vol_name])
+        if preset not in presets:
+            raise InputError(f"--preset {preset}: unknown preset (choose from {', '.join(sorted(presets))})")
+        hu_range = presets[preset]
     t0 = time.perf_counter()
     params = {
         "label": label,
         "hu_range": [float(hu_range[0]), float(hu_range[1])],
+        "preset": preset,
         "keep_largest": keep_largest,
         "fill_holes": fill_holes,
     }

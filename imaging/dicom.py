@@ -418,6 +418,25 @@ def _geometry_warnings(info: SeriesInfo) -> list[str]:
     return warnings
 
 
+#: Largest slice step, as a multiple of the median step, that is still interpolated.
+#: Beyond it (three or more consecutive slices missing) resampling would invent anatomy.
+MAX_GAP_RATIO = 4.0
+
+
+def _check_gaps(series: SeriesInfo) -> None:
+    steps = series.steps_mm()
+    if steps.size < 2:
+        return
+    median = float(np.median(steps))
+    worst = int(np.argmax(steps))
+    if median > 0 and steps[worst] > MAX_GAP_RATIO * median:
+        raise InputError(
+            f"series {series.series_uid}: {steps[worst]:.1f} mm gap after slice {worst + 1} of "
+            f"{len(series.slices)} is more than {MAX_GAP_RATIO:g}x the median step ({median:.2f} mm); "
+            "refusing to interpolate across it (load the slices on either side as separate folders)"
+        )
+
+
 def load_dicom_series(
     series: SeriesInfo,
     *,
@@ -438,6 +457,7 @@ def load_dicom_series(
     files = series.files
     if not files:
         raise InputError(f"series {series.series_uid}: no slices")
+    _check_gaps(series)
     if any(s.frame >= 0 for s in series.slices):
         out = load_frames(series, progress, cancelled)
     elif all(s.native is not None for s in series.slices):

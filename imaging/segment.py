@@ -20,6 +20,31 @@ HU_PRESETS: dict[str, tuple[float, float]] = {
 }
 
 
+def presets_for(volume: Volume) -> dict[str, tuple[float, float]]:
+    """Threshold presets that suit the scan.
+
+    Calibrated CT gets the fixed HU presets. Dental cone-beam CT grey values
+    are not Hounsfield units (they vary by device, field of view and patient),
+    so its presets come from the image: a three-class Otsu split (air / soft
+    tissue / bone) of a subsample; teeth are the upper half of the bone range.
+    """
+    if volume.kind != "cbct":
+        return dict(HU_PRESETS)
+    sample = sitk.GetImageFromArray(np.ascontiguousarray(volume.array[::2, ::2, ::2]).astype(np.float32))
+    otsu = sitk.OtsuMultipleThresholdsImageFilter()
+    otsu.SetNumberOfThresholds(2)
+    otsu.SetNumberOfHistogramBins(256)
+    otsu.Execute(sample)
+    low, high = sorted(otsu.GetThresholds())
+    top = float(volume.array.max())
+    return {
+        "bone": (high, top),
+        "teeth": (high + 0.5 * (top - high), top),
+        "skin": (low, top),
+        "soft_tissue": (low, high),
+    }
+
+
 def segment_threshold(
     volume: Volume,
     hu_range: tuple[float, float],

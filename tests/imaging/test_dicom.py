@@ -149,3 +149,11 @@ def test_direct_pixel_read_equals_gdcm(name):
     fast = load_native_pixels(series, no_progress, None)
     slow = load_gdcm_pixels(series, no_progress, None)
     assert fast.dtype == slow.dtype and np.array_equal(fast, slow)
+
+
+def test_large_gap_is_refused_with_a_reason(tmp_path):
+    src = sorted(data_path("dcm_qa_ct_philips").glob("I*"), key=lambda f: int(f.name[1:]))
+    for f in src[:5] + src[10:14]:  # 5 slices missing: a 30 mm step in a 5 mm series
+        shutil.copy(f, tmp_path / f.name)
+    with pytest.raises(InputError, match=r"30.0 mm gap after slice 5 of 9 .* more than 4x the median step"):
+        load_dicom_folder(tmp_path)

@@ -156,3 +156,21 @@ def test_enhanced_multiframe_ct_matches_its_single_frame_source(tmp_path):
     assert multi.dims_xyz == single.dims_xyz == (512, 512, 8)
     assert multi.geometry.same_grid(single.geometry)
     assert np.array_equal(multi.array, single.array)
+
+
+def test_cbct_presets_come_from_the_image(tmp_path):
+    """Uncalibrated grey values (air 0, soft tissue 900, bone 2500): HU presets would fail."""
+    cbct = SpherePhantom(center_xyz=PHANTOM.center_xyz, radius_mm=6.0, bone_hu=2500, tissue_hu=900, air_hu=0)
+    row, col = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    first = np.asarray(cbct.center_xyz) - 9.6 * (row + col) - 9.6 * np.cross(row, col)
+    write_oriented_series(cbct, tmp_path, size_rc=(64, 64), n_slices=64, pixel_spacing_xy=(0.3, 0.3),
+                          slice_step_mm=0.3, row_dir=row, col_dir=col, first_position=first,
+                          extra={"Manufacturer": "Planmeca"}, intercept=0.0)
+    case = import_scan(tmp_path)
+    assert case.volumes["ct"].kind == "cbct"
+    seg = step_segment(case, label="bone", preset="bone")
+    assert seg.report["volume_mm3"] == pytest.approx(cbct.sphere_volume_mm3, rel=0.05)
+    apply_result(case, seg)
+    # The fixed CT preset (226..3071 HU) would also take the soft tissue.
+    wrong = step_segment(case, label="x", hu_range=(226, 3071))
+    assert wrong.report["volume_mm3"] > 3 * cbct.sphere_volume_mm3
