@@ -20,7 +20,7 @@ from app import __version__
 log = logging.getLogger("twinplan")
 
 #: Modules adding subcommands: each defines ``register(subparsers)``.
-EXTENSIONS = ("app.cli_pacs", "app.cli_export", "app.cli_fusion", "app.cli_edit")
+EXTENSIONS = ("app.cli_pacs", "app.cli_export", "app.cli_fusion", "app.cli_edit", "app.cli_tissue")
 
 
 class _Parser(argparse.ArgumentParser):

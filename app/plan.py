@@ -1,0 +1,162 @@
+"""Surgical-plan steps on a case: soft-tissue response to a planned bone move (no Qt).
+
+Labels: the moved segment (a bone label), fixed bone labels, and the skin
+label (everything inside the skin). The soft tissue is skin minus bones.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyvista as pv
+from scipy.spatial import cKDTree
+
+from app.case import Case, Provenance
+from app.pipeline import StepResult
+from imaging.errors import InputError
+from imaging.progress import CancelledFn, ProgressFn, no_progress
+from imaging.segment import HU_PRESETS, segment_threshold
+from imaging.volume import LabelInfo, LabelMap
+
+#: Default soft-tissue material: E = 3 kPa, nu = 0.45. FE and mass-tensor
+#: models of facial soft tissue for orthognathic prediction use a nearly
+#: incompressible material with E of the order of kPa (Chabanas, Luboz & Payan,
+#: Med Image Anal 7:131-151, 2003; Mollemans et al., Med Image Anal 11:282-301,
+#: 2007). With displacement-only loading the linear prediction does not depend
+#: on E at all; nu does matter.
+DEFAULT_YOUNGS_PA = 3000.0
+DEFAULT_POISSON = 0.45
+
+
+@dataclass
+class TissuePlan:
+    """Parameters of one soft-tissue prediction."""
+
+    segment: str
+    move: "object"  # mechanics.whatif.RigidMove
+    fixed: list[str] = field(default_factory=list)
+    skin: str = "skin"
+    model: str = "linear"
+    voxel_mm: float = 4.0
+    youngs_modulus_pa: float = DEFAULT_YOUNGS_PA
+    poisson_ratio: float = DEFAULT_POISSON
+
+
+def ensure_skin(case: Case, name: str = "skin") -> LabelMap:
+    """The skin label of the case, segmented from the CT (preset) if missing."""
+    if name in case.labels:
+        return case.labels[name]
+    vol_name, vol = case.primary_volume()
+    lab = segment_threshold(vol, HU_PRESETS["skin"], name=name)
+    case.set_item("label", name, lab, Provenance("segment_threshold", {"label": name, "hu_range": list(
+        HU_PRESETS["skin"]), "keep_largest": True, "fill_holes": True}, [case.input_ref("volume", vol_name)]))
+    return lab
+
+
+def _mask(case: Case, name: str) -> np.ndarray:
+    if name not in case.labels:
+        known = ", ".join(sorted(case.labels)) or "none"
+        raise InputError(f"--segment/--fixed {name}: no such label in the case (labels: {known})")
+    return case.labels[name].array > 0
+
+
+def run_tissue_plan(
+    case: Case,
+    plan: TissuePlan,
+    *,
+    progress: Optional[ProgressFn] = None,
+    cancelled: Optional[CancelledFn] = None,
+) -> StepResult:
+    """Predict the skin after moving ``plan.segment``; returns the predicted skin surface.
+
+    The surface carries point arrays ``displacement_mm`` (vector) and
+    ``displacement_norm_mm``; the report has the solver report, max skin
+    displacement and landmark displacements.
+    """
+    from mechanics.tissue import Material, TissueProblem, solve_tissue_linear, solve_tissue_neohookean
+    from mechanics.tissue_mesh import FIRST_BONE_TAG, CUT_TAG, build_tissue_mesh
+
+    progress = progress or no_progress
+    t0 = time.perf_counter()
+    skin = ensure_skin(case, plan.skin)
+    moved = _mask(case, plan.segment)
+    fixed = np.zeros_like(moved)
+    for name in plan.fixed:
+        fixed |= _mask(case, name)
+    fixed &= ~moved
+    geom = skin.geometry
+    bones = {"moved": LabelMap(moved.astype(np.uint8), geom, {1: LabelInfo(plan.segment)})}
+    if fixed.any():
+        bones["fixed"] = LabelMap(fixed.astype(np.uint8), geom, {1: LabelInfo("fixed")})
+    progress(0.05, "Meshing the soft tissue")
+    tm = build_tissue_mesh(skin, bones, voxel_mm=plan.voxel_mm)
+    moved_tag = FIRST_BONE_TAG
+    fixed_tags = [CUT_TAG] + ([FIRST_BONE_TAG + 1] if "fixed" in bones else [])
+    interface = tm.points[tm.nodes_on(moved_tag)]
+    if len(interface) == 0:
+        raise InputError(f"--segment {plan.segment}: the segment touches no soft tissue")
+    center = interface.mean(axis=0)
+    mesh, tags = tm.to_dolfinx()
+    material = Material(plan.youngs_modulus_pa, plan.poisson_ratio)
+    move_fn = lambda x: plan.move.displacement(x.T, center).T  # noqa: E731
+    problem = TissueProblem(mesh, tags, material, dirichlet={moved_tag: move_fn, **{t: None for t in fixed_tags}},
+                            degree=1)
+    sub = lambda f, m: progress(0.15 + 0.8 * f, m)  # noqa: E731
+    if plan.model == "linear":
+        result = solve_tissue_linear(problem, progress=sub, cancelled=cancelled)
+    elif plan.model == "neohookean":
+        result = solve_tissue_neohookean(problem, progress=sub, cancelled=cancelled)
+    else:
+        raise InputError(f"--model {plan.model}: use linear or neohookean")
+    x, u = result.displacement_at_dofs()
+    node_u = u[cKDTree(x).query(tm.points)[1]]
+    surface = _skin_surface(tm, node_u)
+    landmarks = _landmarks(surface, center)
+    report = dict(result.report,
+                  max_skin_displacement_mm=float(surface["displacement_norm_mm"].max()),
+                  landmarks=landmarks, mesh=tm.quality(), segment_center_mm=center.tolist(),
+                  seconds=round(time.perf_counter() - t0, 3))
+    params = {"segment": plan.segment, "fixed": plan.fixed, "skin": plan.skin, "model": plan.model,
+              "move": {"translation_mm": list(plan.move.translation_mm), "rotation_deg": list(plan.move.rotation_deg)},
+              "voxel_mm": plan.voxel_mm, "youngs_modulus_pa": plan.youngs_modulus_pa,
+              "poisson_ratio": plan.poisson_ratio}
+    inputs = [case.input_ref("label", n) for n in [plan.skin, plan.segment, *plan.fixed]]
+    name = f"predicted_skin_{plan.segment}"
+    progress(1.0, "Prediction ready")
+    return StepResult("surface", name, surface, Provenance(f"tissue_{plan.model}", params, inputs), report)
+
+
+def _skin_surface(tm, node_u: np.ndarray) -> pv.PolyData:
+    from mechanics.tissue_mesh import SKIN_TAG
+
+    faces = tm.faces[tm.face_tags == SKIN_TAG]
+    used, inverse = np.unique(faces, return_inverse=True)
+    tri = inverse.reshape(-1, 3)
+    cells = np.hstack([np.full((len(tri), 1), 3), tri]).ravel()
+    surface = pv.PolyData(tm.points[used] + node_u[used], cells)
+    surface["displacement_mm"] = node_u[used]
+    surface["displacement_norm_mm"] = np.linalg.norm(node_u[used], axis=1)
+    surface["original_points_mm"] = tm.points[used]
+    return surface
+
+
+def _landmarks(surface: pv.PolyData, segment_center: np.ndarray) -> dict:
+    """Automatic soft-tissue points until placed landmarks exist (LPS: anterior is -y).
+
+    ``pronasale``: most anterior skin point; ``soft_tissue_over_segment``: the
+    most anterior skin point within 15 mm (axially) of the segment centre.
+    """
+    p0 = surface["original_points_mm"]
+    disp = surface["displacement_mm"]
+    out = {}
+    idx = {"pronasale": int(np.argmin(p0[:, 1]))}
+    band = np.abs(p0[:, 2] - segment_center[2]) < 15.0
+    if band.any():
+        cand = np.nonzero(band)[0]
+        idx["soft_tissue_over_segment"] = int(cand[np.argmin(p0[cand, 1])])
+    for name, i in idx.items():
+        out[name] = {"position_mm": p0[i].tolist(), "displacement_mm": disp[i].tolist(),
+                     "displacement_norm_mm": float(np.linalg.norm(disp[i]))}
+    return out
