@@ -7,11 +7,12 @@ from typing import Optional
 
 from app.pipeline import DEMO_CASE, apply_result, import_scan, step_mesh, step_segment
 from app.project import save_case
-from app.render import WINDOW_PRESETS, slice_png, surface_png
+from app.render import slice_png, surface_png
 from imaging.errors import InputError
 from imaging.meshing import export_surface
 from imaging.progress import CancelledFn, ProgressFn, no_progress
 from imaging.segment import HU_PRESETS
+from imaging.windowing import WINDOW_PRESETS
 
 
 def run_demo(

@@ -101,7 +101,7 @@ def run_tissue_plan(
     mesh, tags = tm.to_dolfinx()
     material = Material(plan.youngs_modulus_pa, plan.poisson_ratio)
     move_fn = lambda x: plan.move.displacement(x.T, center).T  # noqa: E731
-    problem = TissueProblem(mesh, tags, material, dirichlet={moved_tag: move_fn, **{t: None for t in fixed_tags}},
+    problem = TissueProblem(mesh, tags, material, dirichlet={**{t: None for t in fixed_tags}, moved_tag: move_fn},
                             degree=1)
     sub = lambda f, m: progress(0.15 + 0.8 * f, m)  # noqa: E731
     if plan.model == "linear":

@@ -53,7 +53,7 @@ class TissueProblem:
     """Mesh, tagged boundaries, loads and material of one solve.
 
     ``dirichlet`` maps a facet tag to a displacement function (or None to
-    fix it); ``dirichlet_components`` maps a tag to (component, value) for
+    fix it); where tagged faces share nodes, later entries win; ``dirichlet_components`` maps a tag to (component, value) for
     symmetry planes; ``pressure_pa`` maps a tag to a pressure acting against
     the outward normal.
     """

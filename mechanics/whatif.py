@@ -83,9 +83,11 @@ class UnitResponses:
         return a, L
 
     def _bcs(self, moved_values: fem.Function) -> list:
-        bcs = [fem.dirichletbc(moved_values, self.moved_dofs)]
+        # Later conditions win at shared nodes: the moved bone over fixed/cut faces.
+        bcs = []
         if len(self.fixed_dofs):
             bcs.append(fem.dirichletbc(fem.Function(self.V), self.fixed_dofs))
+        bcs.append(fem.dirichletbc(moved_values, self.moved_dofs))
         return bcs
 
     def solve_boundary(self, values: np.ndarray, ksp=None, forms=None) -> np.ndarray:

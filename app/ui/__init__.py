@@ -1,0 +1,1 @@
+"""Qt user interface: main window, docks, workers and the undo stack."""
