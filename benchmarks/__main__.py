@@ -6,7 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import importlib
+
 from benchmarks import bench_dicom, bench_mesh
+
+#: Benchmark modules that may not exist in every checkout yet.
+OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit")
 
 
 def main(argv=None) -> int:
@@ -16,6 +21,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write results to this file")
     args = p.parse_args(argv)
     results = [*bench_dicom.run(args.slices, args.repeat), *bench_mesh.run(args.repeat)]
+    for name in OPTIONAL:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        results.extend(module.run(args.repeat))
     print(f"\n{'benchmark':<56} {'ours':>8} {'baseline':>10} {'ratio':>7} {'goal':>6}")
     failed = False
     for r in results:
