@@ -62,6 +62,37 @@ def _mask(case: Case, name: str) -> np.ndarray:
     return case.labels[name].array > 0
 
 
+@dataclass
+class _Prepared:
+    mesh: object  # mechanics.tissue_mesh.TissueMesh
+    moved_tag: int
+    fixed_tags: list[int]
+    center: np.ndarray
+
+
+def _prepare(case: Case, plan: TissuePlan, progress: ProgressFn) -> _Prepared:
+    """Soft-tissue mesh of the plan with its moved and fixed boundary tags."""
+    from mechanics.tissue_mesh import CUT_TAG, FIRST_BONE_TAG, build_tissue_mesh
+
+    skin = ensure_skin(case, plan.skin)
+    moved = _mask(case, plan.segment)
+    fixed = np.zeros_like(moved)
+    for name in plan.fixed:
+        fixed |= _mask(case, name)
+    fixed &= ~moved
+    geom = skin.geometry
+    bones = {"moved": LabelMap(moved.astype(np.uint8), geom, {1: LabelInfo(plan.segment)})}
+    if fixed.any():
+        bones["fixed"] = LabelMap(fixed.astype(np.uint8), geom, {1: LabelInfo("fixed")})
+    progress(0.05, "Meshing the soft tissue")
+    tm = build_tissue_mesh(skin, bones, voxel_mm=plan.voxel_mm)
+    interface = tm.points[tm.nodes_on(FIRST_BONE_TAG)]
+    if len(interface) == 0:
+        raise InputError(f"--segment {plan.segment}: the segment touches no soft tissue")
+    fixed_tags = [CUT_TAG] + ([FIRST_BONE_TAG + 1] if "fixed" in bones else [])
+    return _Prepared(tm, FIRST_BONE_TAG, fixed_tags, interface.mean(axis=0))
+
+
 def run_tissue_plan(
     case: Case,
     plan: TissuePlan,
@@ -76,33 +107,17 @@ def run_tissue_plan(
     displacement and landmark displacements.
     """
     from mechanics.tissue import Material, TissueProblem, solve_tissue_linear, solve_tissue_neohookean
-    from mechanics.tissue_mesh import FIRST_BONE_TAG, CUT_TAG, build_tissue_mesh
 
     progress = progress or no_progress
     t0 = time.perf_counter()
-    skin = ensure_skin(case, plan.skin)
-    moved = _mask(case, plan.segment)
-    fixed = np.zeros_like(moved)
-    for name in plan.fixed:
-        fixed |= _mask(case, name)
-    fixed &= ~moved
-    geom = skin.geometry
-    bones = {"moved": LabelMap(moved.astype(np.uint8), geom, {1: LabelInfo(plan.segment)})}
-    if fixed.any():
-        bones["fixed"] = LabelMap(fixed.astype(np.uint8), geom, {1: LabelInfo("fixed")})
-    progress(0.05, "Meshing the soft tissue")
-    tm = build_tissue_mesh(skin, bones, voxel_mm=plan.voxel_mm)
-    moved_tag = FIRST_BONE_TAG
-    fixed_tags = [CUT_TAG] + ([FIRST_BONE_TAG + 1] if "fixed" in bones else [])
-    interface = tm.points[tm.nodes_on(moved_tag)]
-    if len(interface) == 0:
-        raise InputError(f"--segment {plan.segment}: the segment touches no soft tissue")
-    center = interface.mean(axis=0)
+    prep = _prepare(case, plan, progress)
+    tm, center = prep.mesh, prep.center
     mesh, tags = tm.to_dolfinx()
     material = Material(plan.youngs_modulus_pa, plan.poisson_ratio)
     move_fn = lambda x: plan.move.displacement(x.T, center).T  # noqa: E731
-    problem = TissueProblem(mesh, tags, material, dirichlet={**{t: None for t in fixed_tags}, moved_tag: move_fn},
-                            degree=1)
+    # Later conditions win at shared nodes: the moved bone over fixed/cut faces.
+    dirichlet = {**{t: None for t in prep.fixed_tags}, prep.moved_tag: move_fn}
+    problem = TissueProblem(mesh, tags, material, dirichlet=dirichlet, degree=1)
     sub = lambda f, m: progress(0.15 + 0.8 * f, m)  # noqa: E731
     if plan.model == "linear":
         result = solve_tissue_linear(problem, progress=sub, cancelled=cancelled)
@@ -118,14 +133,60 @@ def run_tissue_plan(
                   max_skin_displacement_mm=float(surface["displacement_norm_mm"].max()),
                   landmarks=landmarks, mesh=tm.quality(), segment_center_mm=center.tolist(),
                   seconds=round(time.perf_counter() - t0, 3))
-    params = {"segment": plan.segment, "fixed": plan.fixed, "skin": plan.skin, "model": plan.model,
-              "move": {"translation_mm": list(plan.move.translation_mm), "rotation_deg": list(plan.move.rotation_deg)},
-              "voxel_mm": plan.voxel_mm, "youngs_modulus_pa": plan.youngs_modulus_pa,
-              "poisson_ratio": plan.poisson_ratio}
-    inputs = [case.input_ref("label", n) for n in [plan.skin, plan.segment, *plan.fixed]]
     name = f"predicted_skin_{plan.segment}"
     progress(1.0, "Prediction ready")
-    return StepResult("surface", name, surface, Provenance(f"tissue_{plan.model}", params, inputs), report)
+    return StepResult("surface", name, surface, Provenance(f"tissue_{plan.model}", _params(plan),
+                                                           _inputs(case, plan)), report)
+
+
+def _params(plan: TissuePlan) -> dict:
+    return {"segment": plan.segment, "fixed": plan.fixed, "skin": plan.skin, "model": plan.model,
+            "move": {"translation_mm": list(plan.move.translation_mm),
+                     "rotation_deg": list(plan.move.rotation_deg)},
+            "voxel_mm": plan.voxel_mm, "youngs_modulus_pa": plan.youngs_modulus_pa,
+            "poisson_ratio": plan.poisson_ratio}
+
+
+def _inputs(case: Case, plan: TissuePlan) -> list[dict]:
+    return [case.input_ref("label", n) for n in [plan.skin, plan.segment, *plan.fixed]]
+
+
+class LivePlan:
+    """Linear what-if for one segment, updated instantly for any rigid move.
+
+    Building it meshes the soft tissue and solves the 12 unit responses (seconds
+    to a minute, run it in a worker); ``skin(move)`` then costs milliseconds.
+    """
+
+    def __init__(self, case: Case, plan: TissuePlan, *, progress: Optional[ProgressFn] = None,
+                 cancelled: Optional[CancelledFn] = None) -> None:
+        from mechanics.tissue import Material
+        from mechanics.whatif import UnitResponses
+
+        progress = progress or no_progress
+        self.plan = plan
+        prep = _prepare(case, plan, progress)
+        self.mesh, self.center = prep.mesh, prep.center
+        dmesh, tags = self.mesh.to_dolfinx()
+        self.responses = UnitResponses(dmesh, tags, Material(plan.youngs_modulus_pa, plan.poisson_ratio),
+                                       prep.moved_tag, prep.fixed_tags, prep.center)
+        self.responses.compute(progress=lambda f, m: progress(0.1 + 0.9 * f, m), cancelled=cancelled)
+        self.base = _skin_surface(self.mesh, np.zeros_like(self.mesh.points))
+        x = self.responses.V.tabulate_dof_coordinates()
+        self._dof_of_skin = cKDTree(x).query(self.base["original_points_mm"])[1]
+
+    def skin_displacement(self, move) -> np.ndarray:
+        """Displacement (n_skin_points, 3) mm of the skin points for a rigid move."""
+        return self.responses.superpose(move).reshape(-1, 3)[self._dof_of_skin]
+
+    def skin(self, move) -> pv.PolyData:
+        """The predicted skin surface (a copy of ``base`` moved) for a rigid move."""
+        u = self.skin_displacement(move)
+        out = self.base.copy()
+        out.points = self.base["original_points_mm"] + u
+        out["displacement_mm"] = u
+        out["displacement_norm_mm"] = np.linalg.norm(u, axis=1)
+        return out
 
 
 def _skin_surface(tm, node_u: np.ndarray) -> pv.PolyData:

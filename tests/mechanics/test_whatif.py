@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 import pytest
 
 pytest.importorskip("dolfinx", reason="Debian python3-dolfinx-real is installed by make setup")
@@ -96,3 +97,17 @@ def test_move_parsing_errors():
     with pytest.raises(InputError, match="six numbers"):
         RigidMove.parse("a,b,c,d,e,f")
     assert SKIN_TAG != CUT_TAG
+
+
+def test_live_plan_matches_full_linear_prediction(cranium):
+    from app.plan import LivePlan, TissuePlan, run_tissue_plan
+
+    move = RigidMove((0.0, -5.0, 0.0), (0.0, 0.0, 3.0))
+    plan = TissuePlan("maxilla", move, fixed=["bone"], voxel_mm=6.0)
+    live = LivePlan(cranium, plan)
+    full = run_tissue_plan(cranium, plan).item
+    fast = live.skin(move)
+    # Same mesh and model: live superposition equals the direct solve (CG rtol 1e-10 there).
+    order = cKDTree(full["original_points_mm"]).query(fast["original_points_mm"])[1]
+    err = np.abs(fast["displacement_mm"] - full["displacement_mm"][order]).max()
+    assert err < 1e-6 * max(1.0, full["displacement_norm_mm"].max()), err
