@@ -15,6 +15,7 @@ import numpy as np
 import pyvista as pv
 from psygnal import Signal
 
+from imaging.landmarks import Landmark
 from imaging.volume import LabelMap, Volume
 
 KINDS = ("volume", "label", "surface")
@@ -95,6 +96,16 @@ class Case:
         self.labels: dict[str, LabelMap] = {}
         self.surfaces: dict[str, pv.PolyData] = {}
         self.provenance: dict[str, Provenance] = {}
+        self.landmarks: dict[str, Landmark] = {}
+
+    # -- landmarks (placed by people, so no provenance) ----------------------
+    def set_landmark(self, landmark: Landmark) -> None:
+        self.landmarks[landmark.name] = landmark
+        self.changed.emit("landmark", landmark.name)
+
+    def remove_landmark(self, name: str) -> None:
+        self.landmarks.pop(name, None)
+        self.changed.emit("landmark", name)
 
     # -- items -------------------------------------------------------------
     def _store(self, kind: str) -> dict:
@@ -141,4 +152,5 @@ class Case:
             "volumes": {k: list(v.dims_xyz) for k, v in self.volumes.items()},
             "labels": {k: v.voxel_count(1) for k, v in self.labels.items()},
             "surfaces": {k: int(s.n_cells) for k, s in self.surfaces.items()},
+            "landmarks": sorted(self.landmarks),
         }

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from app.case import Case, Provenance
 from imaging.errors import InputError
+from imaging.landmarks import Landmark
 from imaging.volume import Geometry, LabelInfo, LabelMap, Volume
 
 FORMAT = "twinplan-case"
@@ -107,6 +108,8 @@ def _write_contents(case: Case, folder: Path) -> dict:
         "labels": {},
         "surfaces": {},
         "provenance": {k: p.to_json() for k, p in case.provenance.items()},
+        "landmarks": [{"name": m.name, "position_lps_mm": list(m.position_lps), "description": m.description}
+                      for m in case.landmarks.values()],
     }
     for name, vol in case.volumes.items():
         rel = f"volumes/{_safe(name)}.nrrd"
@@ -185,6 +188,9 @@ def load_case(path: str | os.PathLike) -> Case:
         case.surfaces[name] = pv.read(str(file))
         _check_hash(file, case.content_hash("surface", name), entry)
     case.provenance = {k: Provenance.from_json(v) for k, v in manifest["provenance"].items()}
+    for entry in manifest.get("landmarks", []):
+        mark = Landmark(entry["name"], tuple(entry["position_lps_mm"]), entry.get("description", ""))
+        case.landmarks[mark.name] = mark
     return case
 
 
