@@ -52,3 +52,18 @@ def test_reference_matches_pydicom():
 def test_slice_without_geometry_is_refused_with_the_reason(tmp_path):
     with pytest.raises(InputError, match=r"1 file\(s\) skipped \(1 x missing image geometry"):
         _load_single(tmp_path, "JPGExtended.dcm")
+
+
+def test_jpeg_extended_12bit_through_our_reader(tmp_path):
+    """JPEG process 2/4 (1.2.840.10008.1.2.4.51): pydicom's file, given geometry in a temporary copy."""
+    import SimpleITK as sitk
+
+    ds = pydicom.dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    ds.ImagePositionPatient = [0.0, 0.0, 0.0]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    (tmp_path / "s").mkdir()
+    ds.save_as(tmp_path / "s" / "slice")
+    vol = load_dicom_folder(tmp_path / "s")
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "s" / "slice")))
+    assert vol.dims_xyz == (256, 1024, 1)
+    assert np.array_equal(vol.array.reshape(ref.shape), ref) and vol.array.std() > 0

@@ -84,6 +84,7 @@ def _alarm(signum, frame):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
 def test_fuzzed_dicom_gives_volume_or_input_error(tmp_path):
     rng = np.random.default_rng(20261123)
     sources = _sources()
