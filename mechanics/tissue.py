@@ -6,6 +6,7 @@ is a prescribed displacement or a pressure in Pa.
 """
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -116,7 +117,8 @@ def _pressure_term(problem: TissueProblem, v, n, scale=1.0, F=None):
 
 def _report(V, started: float, **extra) -> dict:
     return {"dofs": int(V.dofmap.index_map.size_global * V.dofmap.index_map_bs),
-            "degree": int(V.ufl_element().degree()), "seconds": round(time.perf_counter() - started, 3), **extra}
+            "degree": int(V.ufl_element().degree()), "seconds": round(time.perf_counter() - started, 3),
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1), **extra}
 
 
 def solve_tissue_linear(

@@ -42,6 +42,7 @@ def test_lame_sphere_p2_nearly_incompressible_converges_at_third_order():
     # P2 with quadratic geometry: third order in this nodal norm (measured 2.9).
     assert rate > 2.5, (e_coarse, e_fine, rate)
     assert report["dofs"] > 50000 and report["iterations"] > 0 and report["residual"] < 1e-6
+    assert report["peak_memory_mb"] > 50 and report["seconds"] > 0
 
 
 def test_lame_sphere_p1_converges_at_second_order():
