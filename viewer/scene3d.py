@@ -49,16 +49,21 @@ def is_software_gl(capabilities: str) -> bool:
     return False
 
 
-def placement_matrix(geometry: Geometry) -> vtk.vtkMatrix4x4:
-    """Matrix taking the index-mm frame (spacing applied, origin 0) to LPS."""
-    m = np.eye(4)
-    m[:3, :3] = geometry.direction
-    m[:3, 3] = geometry.origin_xyz
+def vtk_matrix(m: np.ndarray) -> vtk.vtkMatrix4x4:
+    """A 4 x 4 numpy matrix as a ``vtkMatrix4x4`` (for actors' user matrices)."""
     out = vtk.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
             out.SetElement(r, c, float(m[r, c]))
     return out
+
+
+def placement_matrix(geometry: Geometry) -> vtk.vtkMatrix4x4:
+    """Matrix taking the index-mm frame (spacing applied, origin 0) to LPS."""
+    m = np.eye(4)
+    m[:3, :3] = geometry.direction
+    m[:3, 3] = geometry.origin_xyz
+    return vtk_matrix(m)
 
 
 def _image_data(volume: Volume) -> tuple[vtk.vtkImageData, np.ndarray]:

@@ -17,9 +17,11 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog
 from app.case import Case
 from app.pipeline import DEMO_CASE, INVESALIUS_SUFFIXES, import_scan
 from app.project import load_case, save_case
+from app.ui.import_warnings import scan_kind
 from imaging.dicom import DicomScan, SeriesInfo, scan_dicom_folder
 from imaging.errors import InputError, TwinPlanError
 from imaging.meshing import EXPORT_FORMATS, export_surface
+from imaging.segment import HU_PRESETS, presets_for
 
 log = logging.getLogger(__name__)
 MESH_FILTERS = "STL (*.stl);;PLY (*.ply);;Wavefront OBJ (*.obj);;VTK PolyData (*.vtp)"
@@ -28,6 +30,21 @@ MESH_FILTERS = "STL (*.stl);;PLY (*.ply);;Wavefront OBJ (*.obj);;VTK PolyData (*
 def is_project(path: Path) -> bool:
     """True for a TwinPlan project folder (``*.twin`` or holding ``case.json``)."""
     return path.suffix == ".twin" or (path.is_dir() and (path / "case.json").is_file())
+
+
+def with_presets(step):
+    """Wrap an open step to also return the threshold presets of the scan it opened.
+
+    Cone-beam presets come from the image (a histogram split): computed on the
+    worker, not on the GUI thread.
+    """
+    def run(progress, cancelled):
+        result = step(progress, cancelled)
+        if isinstance(result, Case) and result.volumes:
+            return result, presets_for(result.primary_volume()[1])
+        return result, None
+
+    return run
 
 
 def series_label(series: SeriesInfo) -> str:
@@ -75,13 +92,13 @@ class FileActionsMixin:
                 return import_scan(src, progress=lambda f, m: progress(0.1 + 0.9 * f, m), cancelled=cancelled)
 
         return self.runner.run(
-            title, step,
-            on_done=lambda result: self._opened(result, src),
+            title, with_presets(step),
+            on_done=lambda out: self._opened(*out, src),
             on_error=lambda exc: self.report_error(exc, f"Could not open {src}"),
             on_cancelled=lambda: self.statusBar().showMessage(f"Cancelled: {title}; nothing changed"),
         )
 
-    def _opened(self, result: Case | DicomScan, src: Path) -> None:
+    def _opened(self, result: Case | DicomScan, presets: Optional[dict], src: Path) -> None:
         if isinstance(result, DicomScan):
             uid = self.choose_series(result.series)
             if uid is None:
@@ -96,14 +113,29 @@ class FileActionsMixin:
         volume = result.primary_volume()[1] if result.volumes else None
         size = "" if volume is None else " x ".join(str(d) for d in volume.dims_xyz)
         warnings = [] if volume is None else volume.warnings
-        message = (f"Opened {src.name}: {size} voxels, {len(result.labels)} labels, "
+        kind = scan_kind(volume)[0]
+        cbct = volume is not None and volume.kind == "cbct"
+        self.seg_panel.set_presets(presets or HU_PRESETS, "grey value" if cbct else "HU")
+        message = (f"Opened {src.name}: {kind + ', ' if kind else ''}{size} voxels, {len(result.labels)} labels, "
                    f"{len(result.surfaces)} surfaces")
+        if cbct:
+            message += "; threshold presets taken from this cone-beam scan"
         if warnings:
             # Geometry caveats (resampled tilt, uneven slices, assumed orientation) matter for planning.
-            message += f". Note: {warnings[0]}" + (f" (+{len(warnings) - 1} more in the log)" if len(warnings) > 1 else "")
+            message += f". {len(warnings)} import warning{'s' if len(warnings) > 1 else ''}: see the warnings box"
+            self.warnings_dialog.set_warnings(src.name, kind or "scan", warnings)
+            self.show_import_warnings()
+        else:
+            self.warnings_dialog.hide()
         self.statusBar().showMessage(message, 15000)
         for warning in warnings:
             log.warning("%s: %s", src.name, warning)
+
+    def show_import_warnings(self) -> None:
+        """Show the warnings box without blocking (it stays until closed)."""
+        if self.warnings_dialog.list.count():
+            self.warnings_dialog.show()
+            self.warnings_dialog.raise_()
 
     def choose_series(self, series: list[SeriesInfo]) -> Optional[str]:
         """Ask which series of a folder to load; its UID, or None (tests replace this)."""

@@ -1,8 +1,8 @@
 """TwinPlan main window: slice views + 3D view, docks, menus, worker and undo.
 
 The window owns one case at a time. Long steps (import, segment, mesh,
-project load/save) run through ``TaskRunner``; segment and mesh results are
-applied through the undo stack. Every error reaches the user through
+project load/save, soft-tissue plan) run through ``TaskRunner``; their results
+are applied through the undo stack. Every error reaches the user through
 ``report_error`` (status bar + ``show_error``) and leaves the case as it was.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QTabWidget,
     QWidget,
 )
 
@@ -29,17 +30,21 @@ from app.case import Case
 from app.pipeline import step_mesh, step_segment
 from app.ui.commands import ApplyStepCommand
 from app.ui.files import FileActionsMixin
+from app.ui.import_warnings import ImportWarningsDialog, ScanStatus
 from app.ui.menus import RecentFiles, about_html, build_menus, shortcuts_html, window_level_for
 from app.ui.panels import RenderingPanel, SegmentationPanel, item_color
+from app.ui.plan_actions import PlanActionsMixin
+from app.ui.plan_panel import PlanPanel
 from app.ui.workers import TaskRunner
 from imaging.errors import InputError, TwinPlanError
 from viewer.linked_views import LinkedSliceViews
+from viewer.plan_overlay import PlanOverlay
 from viewer.scene3d import Scene3D
 
 log = logging.getLogger(__name__)
 
 
-class MainWindow(FileActionsMixin, QMainWindow):
+class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
     """The TwinPlan workstation window.
 
     Parameters
@@ -63,10 +68,18 @@ class MainWindow(FileActionsMixin, QMainWindow):
 
         self.views = LinkedSliceViews(self)
         self.scene = Scene3D()
+        self.plan_overlay = PlanOverlay(self.scene)
         self._build_central()
         self.seg_panel = SegmentationPanel()
         self.render_panel = RenderingPanel()
-        self.docks = [self._dock("Segmentation", self.seg_panel), self._dock("3D view", self.render_panel)]
+        self.plan_panel = PlanPanel()
+        seg_dock = self._dock("Segmentation", self.seg_panel)
+        self.plan_dock = self._dock("Plan", self.plan_panel)
+        self.setTabPosition(Qt.RightDockWidgetArea, QTabWidget.North)
+        self.tabifyDockWidget(seg_dock, self.plan_dock)
+        seg_dock.raise_()
+        self.docks = [seg_dock, self.plan_dock, self._dock("3D view", self.render_panel)]
+        self.warnings_dialog = ImportWarningsDialog(self)
         self._build_status_bar()
         self.actions_by_name = build_menus(self)
         self._connect()
@@ -116,6 +129,8 @@ class MainWindow(FileActionsMixin, QMainWindow):
         self.progress_bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running task (Esc); nothing in the case changes")
+        self.scan_status = ScanStatus()
+        bar.addPermanentWidget(self.scan_status)
         bar.addPermanentWidget(self.cursor_label)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
@@ -142,12 +157,15 @@ class MainWindow(FileActionsMixin, QMainWindow):
         self.runner.finished.connect(self._on_task_finished)
         self.cancel_button.clicked.connect(self.runner.cancel)
         self.undo_stack.cleanChanged.connect(self._update_title)
+        self.scan_status.warnings_requested.connect(self.show_import_warnings)
+        self._connect_plan()
 
     # -- case ----------------------------------------------------------------
     def set_case(self, case: Optional[Case]) -> None:
         """Show ``case`` (or nothing); the undo history starts empty."""
         if self.case is not None:
             self.case.changed.disconnect(self._on_case_changed)
+        self.clear_plan()
         self.case = case
         self.undo_stack.clear()
         self.scene.clear()
@@ -159,6 +177,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
                 volume = case.primary_volume()[1]
         self.views.set_volume(volume)
         self.scene.set_volume(volume)
+        self.scan_status.set_scan(volume, 0 if volume is None else len(volume.warnings))
         self._on_wl_choice(self.wl_combo.currentText())
         if case is not None:
             for i, (name, surface) in enumerate(case.surfaces.items()):
@@ -180,18 +199,26 @@ class MainWindow(FileActionsMixin, QMainWindow):
             else:
                 self.scene.remove_surface(name)
         self._refresh_labels()
+        self._plan_case_changed(kind, name)
 
     def _refresh_labels(self) -> None:
         self.seg_panel.set_case(self.case)
+        self.plan_panel.set_case(self.case)
+        self._show_labels()
+
+    def _show_labels(self) -> None:
         labels = [] if self.case is None else [
             lab for name, lab in self.case.labels.items() if self.seg_panel.is_visible("label", name)]
         self.views.set_labels(labels)
 
     def _on_visibility(self, kind: str, name: str, visible: bool) -> None:
         if kind == "surface":
-            self.scene.set_surface_visible(name, visible)
+            if not self._plan_owns_surface(name, visible):
+                self.scene.set_surface_visible(name, visible)
         else:
-            self._refresh_labels()
+            # Not ``_refresh_labels``: rebuilding the item tree here would delete the
+            # item whose check box is still emitting this signal (a crash).
+            self._show_labels()
 
     def _update_title(self, *_args) -> None:
         name = (self.project_path or self.source_path)
@@ -381,6 +408,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
             event.ignore()
             return
         self.runner.shutdown()
+        self.warnings_dialog.close()
         self.settings.setValue("window_geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         if self.case is not None:

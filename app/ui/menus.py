@@ -38,6 +38,7 @@ SHORTCUTS = [
     ("Ctrl+Z / Ctrl+Shift+Z", "Undo / Redo segmentation and mesh steps"),
     ("Ctrl+1 ... Ctrl+5", "Window/level: soft tissue, bone, brain, lung, auto"),
     ("Ctrl+R", "Toggle volume rendering"),
+    ("Ctrl+P", "Soft-tissue plan panel (move a segment, see the predicted skin)"),
     ("F6 / F7 / F8 / F9 / F10", "Layout: four-up / axial / coronal / sagittal / 3D"),
     ("Esc", "Cancel the running task"),
     ("Ctrl+Q", "Quit"),
@@ -144,6 +145,15 @@ def build_menus(w: "MainWindow") -> dict[str, QAction]:
     view_menu.addSeparator()
     for dock in w.docks:
         view_menu.addAction(dock.toggleViewAction())
+
+    plan_menu = w.menuBar().addMenu("&Plan")
+    a["plan_panel"] = _action(w, "Soft-tissue &plan panel", w.focus_plan_panel, "Ctrl+P",
+                              "Move a bone segment and see the predicted skin")
+    a["plan_prepare"] = _action(w, "P&repare live prediction", w.prepare_live_plan)
+    a["plan_refine"] = _action(w, "Re&fine (neo-Hookean)", w.refine_plan)
+    a["plan_apply"] = _action(w, "&Apply prediction", w.apply_plan, tip="Store the predicted skin in the case")
+    for key in ("plan_panel", "plan_prepare", "plan_refine", "plan_apply"):
+        plan_menu.addAction(a[key])
 
     help_menu = w.menuBar().addMenu("&Help")
     a["shortcuts"] = _action(w, "&Keyboard shortcuts", w.show_shortcuts, QKeySequence.HelpContents)

@@ -78,6 +78,7 @@ class SegmentationPanel(QWidget):
         self.setObjectName("segmentation_panel")
         self._hidden: set[tuple[str, str]] = set()
         self._filling = False
+        self.presets: dict[str, tuple[float, float]] = dict(HU_PRESETS)
 
         self.label_name = QLineEdit("bone")
         self.label_name.setToolTip("Name of the label to create or replace")
@@ -95,8 +96,9 @@ class SegmentationPanel(QWidget):
         form = QFormLayout(seg_box)
         form.addRow("Label", self.label_name)
         form.addRow("Preset", self.preset)
-        form.addRow("Lower (HU)", self.lower)
-        form.addRow("Upper (HU)", self.upper)
+        self.lower_label, self.upper_label = QLabel("Lower (HU)"), QLabel("Upper (HU)")
+        form.addRow(self.lower_label, self.lower)
+        form.addRow(self.upper_label, self.upper)
         form.addRow(self.preview)
         form.addRow(self.segment_button)
 
@@ -166,14 +168,41 @@ class SegmentationPanel(QWidget):
         self.lower.setValue(lo)
         self.upper.setValue(hi)
 
+    def set_presets(self, presets: dict[str, tuple[float, float]], units: str = "HU") -> None:
+        """Threshold presets that suit the scan (``imaging.segment.presets_for``).
+
+        Cone-beam CT grey values are not HU: its presets come from the image and
+        the range is labelled in grey values. The chosen preset keeps its name
+        and takes its new range; the preview is not switched on by this.
+        """
+        self.presets = dict(presets)
+        current = self.preset.currentText()
+        lo_all = min([HU_MIN, *(lo for lo, _ in presets.values())])
+        hi_all = max([HU_MAX, *(hi for _, hi in presets.values())])
+        for spin in (self.lower, self.upper):
+            spin.setRange(lo_all, hi_all)
+        self.lower_label.setText(f"Lower ({units})")
+        self.upper_label.setText(f"Upper ({units})")
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        self.preset.addItems([_CUSTOM, *presets])
+        self.preset.setCurrentText(current if current in presets else _CUSTOM)
+        self.preset.blockSignals(False)
+        if current in presets:
+            self._filling = True
+            self.set_range(*presets[current])
+            self._filling = False
+            if self.preview.isChecked():
+                self.preview_changed.emit(self.preview_range())
+
     def _on_preset(self, name: str) -> None:
         if name == _CUSTOM:
             return
-        lo, hi = HU_PRESETS[name]
+        lo, hi = self.presets[name]
         self._filling = True
         self.set_range(lo, hi)
         self._filling = False
-        if not self.label_name.text().strip() or self.label_name.text() in HU_PRESETS:
+        if not self.label_name.text().strip() or self.label_name.text() in self.presets:
             self.label_name.setText(name)
         self._show_preview()
 
@@ -181,7 +210,7 @@ class SegmentationPanel(QWidget):
         if self._filling:
             return
         preset = self.preset.currentText()
-        if preset != _CUSTOM and HU_PRESETS[preset] != (self.lower.value(), self.upper.value()):
+        if preset != _CUSTOM and self.presets[preset] != (self.lower.value(), self.upper.value()):
             self.preset.blockSignals(True)
             self.preset.setCurrentText(_CUSTOM)
             self.preset.blockSignals(False)

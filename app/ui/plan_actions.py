@@ -1,0 +1,325 @@
+"""Soft-tissue plan actions of the main window: prepare, move, refine, apply.
+
+A mixin of ``MainWindow`` (like ``FileActionsMixin``). The slow parts (mesh
+and unit responses, the neo-Hookean solve) run on the window's worker on a
+snapshot of the case; every move is then a few milliseconds on the GUI
+thread (``LivePlan.skin``). What reaches the case goes through the undo stack.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Optional
+
+import numpy as np
+import pyvista as pv
+from PySide6.QtCore import Qt
+from scipy.spatial import cKDTree
+
+from app.case import Case, Provenance
+from app.pipeline import StepResult, step_segment
+from app.plan import LivePlan, TissuePlan, _inputs, _landmarks, _params, run_tissue_plan
+from app.ui.commands import ApplyStepCommand
+from imaging.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_case(case: Case) -> Case:
+    """A case sharing the items of ``case`` in its own dicts.
+
+    Worker steps read the snapshot: the GUI may add or undo items meanwhile,
+    and a step that creates a missing label adds it to the snapshot, never to
+    the case the window shows.
+    """
+    snap = Case(case.name)
+    snap.volumes = dict(case.volumes)
+    snap.labels = dict(case.labels)
+    snap.surfaces = dict(case.surfaces)
+    snap.provenance = dict(case.provenance)
+    return snap
+
+
+def rigid_move(values) -> Any:
+    """``RigidMove`` from (tx, ty, tz, rx, ry, rz), mm and degrees."""
+    from mechanics.whatif import RigidMove  # imports dolfinx: keep it off the start-up path
+
+    return RigidMove(tuple(values[:3]), tuple(values[3:]))
+
+
+def move_matrix(move, center: np.ndarray) -> np.ndarray:
+    """4 x 4 matrix of the rigid move about ``center`` (LPS mm), for drawing.
+
+    The move is affine, so its action on the origin and the three unit points
+    determines it; taking those from ``move.displacement`` keeps one
+    definition of the move.
+    """
+    points = np.vstack([np.zeros(3), np.eye(3)])
+    moved = points + move.displacement(points, np.asarray(center, float))
+    m = np.eye(4)
+    m[:3, 3] = moved[0]
+    m[:3, :3] = (moved[1:] - moved[0]).T
+    return m
+
+
+@dataclasses.dataclass
+class LiveState:
+    """The prepared live prediction and what it was prepared from."""
+
+    live: LivePlan
+    plan: TissuePlan
+    labels: dict[str, Any]  # the label objects it was built from (to notice edits/undo)
+    prepared_s: float
+    values: tuple[float, ...] = (0.0,) * 6
+    predicted: Optional[pv.PolyData] = None
+    landmarks: dict = dataclasses.field(default_factory=dict)
+    refined: Optional[tuple[tuple[float, ...], StepResult, float]] = None  # (move, result, max diff mm)
+
+
+class PlanActionsMixin:
+    """Soft-tissue plan of ``MainWindow`` (needs ``plan_panel`` and ``plan_overlay``)."""
+
+    plan_state: Optional[LiveState] = None
+
+    def _connect_plan(self) -> None:
+        panel = self.plan_panel
+        panel.prepare_requested.connect(self._on_prepare_clicked)
+        panel.move_changed.connect(self.set_plan_move)
+        panel.view_changed.connect(self.plan_overlay.set_mode)
+        panel.smooth_toggled.connect(self.plan_overlay.set_smooth)
+        panel.refine_requested.connect(self.refine_plan)
+        panel.apply_requested.connect(self.apply_plan)
+
+    def focus_plan_panel(self) -> None:
+        """Show and raise the plan dock; focus its first field (Ctrl+P)."""
+        self.plan_dock.show()
+        self.plan_dock.raise_()
+        panel = self.plan_panel
+        target = panel.move_spins["tx"] if self.plan_state is not None else panel.segment
+        target.setFocus(Qt.ShortcutFocusReason)
+
+    # -- prepare -------------------------------------------------------------
+    def _on_prepare_clicked(self) -> None:
+        if self.plan_panel.preparing:
+            self.runner.cancel()
+        else:
+            self.prepare_live_plan()
+
+    def prepare_live_plan(self, plan: Optional[TissuePlan] = None) -> bool:
+        """Mesh the soft tissue and solve the unit responses on the worker.
+
+        A missing skin label is segmented with the scan's skin preset first and
+        added to the case (undoable) when the preparation succeeds; a cancel or
+        an error leaves the case as it was.
+        """
+        case = self.case
+        plan = plan or self.plan_panel.tissue_plan()
+        if case is None or not case.volumes:
+            self.report_error(InputError("no CT open: open a scan first"), "Plan")
+            return False
+        if plan.segment not in case.labels:
+            self.report_error(InputError(f"moved segment {plan.segment or '(none)'!r}: choose a label of the case"),
+                              "Plan")
+            return False
+        if not self._check_idle():
+            return False
+        snap = snapshot_case(case)
+        t0 = time.perf_counter()
+
+        def step(progress, cancelled):
+            skin = None
+            span = 0.0
+            if plan.skin not in snap.labels:
+                span = 0.1
+                skin = step_segment(snap, label=plan.skin, preset="skin", cancelled=cancelled,
+                                    progress=lambda f, m: progress(span * f, f"Segmenting {plan.skin}: {m}"))
+                snap.labels[plan.skin] = skin.item
+            live = LivePlan(snap, plan, cancelled=cancelled,
+                            progress=lambda f, m: progress(span + (1 - span) * f, m))
+            return live, skin
+
+        def done(out):
+            self.plan_panel.set_preparing(False)
+            live, skin = out
+            if case is not self.case:
+                return
+            used = [plan.segment, *plan.fixed, plan.skin]
+            changed = [n for n in used if case.labels.get(n) is not snap.labels.get(n)
+                       and not (skin is not None and n == plan.skin and n not in case.labels)]
+            if changed:
+                self.plan_panel.set_ready(None)
+                self.statusBar().showMessage(
+                    f"Label {changed[0]} changed while preparing: prepare the live prediction again", 10000)
+                return
+            if skin is not None:
+                self.undo_stack.push(ApplyStepCommand(case, skin, f"Segment {plan.skin}"))
+            seconds = time.perf_counter() - t0
+            self._install_plan(LiveState(live, plan, {n: case.labels[n] for n in used}, seconds))
+
+        def stopped(message: Optional[str] = None, exc: Optional[BaseException] = None) -> None:
+            self.plan_panel.set_preparing(False)
+            self.plan_panel.set_ready(None)
+            if exc is not None:
+                self.report_error(exc, "Prepare live prediction")
+            else:
+                self.statusBar().showMessage(message)
+
+        self.clear_plan()
+        started = self.runner.run(
+            f"Preparing live prediction ({plan.segment})", step, on_done=done,
+            on_error=lambda exc: stopped(exc=exc),
+            on_cancelled=lambda: stopped("Cancelled: live prediction; nothing changed"))
+        if started:
+            self.plan_panel.set_preparing(True)
+        return started
+
+    def _install_plan(self, state: LiveState) -> None:
+        self.plan_state = state
+        live = state.live
+        self.plan_overlay.show_skin(live.base, smooth=self.plan_panel.smooth.isChecked())
+        self.plan_overlay.set_mode(*self.plan_panel.view_settings())
+        self._show_plan_segment()
+        dofs = live.responses.report.get("dofs", 0)
+        fixed = ", ".join(state.plan.fixed) or "none"
+        self.plan_panel.set_ready(
+            state.plan, f"Live: {state.plan.segment} moves, fixed {fixed}; {live.base.n_points:,} skin points, "
+            f"{dofs:,} DOFs, {state.plan.voxel_mm:g} mm elements ({state.prepared_s:.0f} s).")
+        self.plan_panel.set_apply_text("linear")
+        self.set_plan_move(self.plan_panel.move_values())
+        self.statusBar().showMessage(
+            f"Live prediction ready ({state.prepared_s:.1f} s): move the {state.plan.segment} in the Plan panel", 10000)
+
+    def _show_plan_segment(self) -> None:
+        """Draw the case surface of the segment (if any) at its planned place."""
+        state = self.plan_state
+        name = state.plan.segment
+        surface = self.case.surfaces.get(name)
+        self.plan_overlay.set_segment(surface, self.seg_panel.is_visible("surface", name))
+        if surface is not None:
+            self.scene.set_surface_visible(name, False)  # the moved copy stands in for it
+
+    def _plan_owns_surface(self, name: str, visible: bool) -> bool:
+        """Show/hide the moved copy if ``name`` is the plan's segment; True if it was."""
+        state = self.plan_state
+        if state is None or name != state.plan.segment:
+            return False
+        self.plan_overlay.set_segment_visible(visible)
+        return True
+
+    def clear_plan(self, reason: str = "") -> None:
+        """Forget the live prediction (new case, or its labels changed)."""
+        state = self.plan_state
+        self.plan_state = None
+        self.plan_overlay.clear()
+        self.plan_panel.set_ready(None)
+        if state is not None and self.case is not None and state.plan.segment in self.case.surfaces:
+            name = state.plan.segment
+            self.scene.set_surface_visible(name, self.seg_panel.is_visible("surface", name))
+        if reason:
+            self.statusBar().showMessage(reason, 10000)
+
+    def _plan_case_changed(self, kind: str, name: str) -> None:
+        state = self.plan_state
+        if state is None:
+            return
+        if kind == "label" and name in state.labels and self.case.labels.get(name) is not state.labels[name]:
+            self.clear_plan(f"Label {name} changed: prepare the live prediction again")
+        elif kind == "surface" and name == state.plan.segment:
+            self._show_plan_segment()
+
+    # -- move ----------------------------------------------------------------
+    def set_plan_move(self, values) -> None:
+        """Show the prediction for a move (tx, ty, tz mm, rx, ry, rz deg): milliseconds."""
+        state = self.plan_state
+        if state is None:
+            return
+        values = tuple(float(v) for v in values)
+        move = rigid_move(values)
+        predicted = state.live.skin(move)
+        state.values, state.predicted = values, predicted
+        state.landmarks = _landmarks(predicted, state.live.center)
+        self.plan_overlay.update_skin(predicted)
+        self.plan_overlay.set_segment_matrix(move_matrix(move, state.live.center))
+        self.plan_panel.show_prediction(float(predicted["displacement_norm_mm"].max()), state.landmarks)
+        self._show_refine_state()
+
+    # -- refine --------------------------------------------------------------
+    def refine_plan(self) -> bool:
+        """Neo-Hookean solve of the current move on the worker; compare with the linear one."""
+        state = self.plan_state
+        if state is None or not self._check_idle():
+            return False
+        case = self.case
+        values = state.values
+        plan = dataclasses.replace(state.plan, move=rigid_move(values), model="neohookean")
+        snap = snapshot_case(case)
+
+        def step(progress, cancelled):
+            return run_tissue_plan(snap, plan, progress=progress, cancelled=cancelled)
+
+        def done(result: StepResult):
+            if self.plan_state is not state:
+                return
+            linear = state.live.skin_displacement(plan.move)
+            diff = float(np.linalg.norm(_on_points(result.item, state.live.base) - linear, axis=1).max())
+            state.refined = (values, result, diff)
+            self._show_refine_state()
+            self.statusBar().showMessage(f"Neo-Hookean prediction ready ({result.report.get('seconds', 0):.0f} s)",
+                                         10000)
+
+        return self._run_step(f"Refining {plan.segment} (neo-Hookean)", step, done)
+
+    def _show_refine_state(self) -> None:
+        state = self.plan_state
+        if state.refined is None:
+            self.plan_panel.refine_info.setText("")
+            self.plan_panel.set_apply_text("linear")
+            return
+        values, result, diff = state.refined
+        current = values == state.values
+        text = (f"Neo-Hookean: max {result.report['max_skin_displacement_mm']:.2f} mm; "
+                f"differs from linear by up to {diff:.2f} mm")
+        self.plan_panel.refine_info.setText(text + ("" if current else " (for an earlier move)"))
+        self.plan_panel.set_apply_text("neo-Hookean" if current else "linear")
+
+    # -- apply ---------------------------------------------------------------
+    def plan_result(self) -> Optional[StepResult]:
+        """What Apply stores: the neo-Hookean result for this move if refined, else the linear one."""
+        state = self.plan_state
+        if state is None or state.predicted is None:
+            return None
+        if state.refined is not None and state.refined[0] == state.values:
+            return state.refined[1]
+        plan = dataclasses.replace(state.plan, move=rigid_move(state.values))
+        surface = state.predicted
+        report = {"max_skin_displacement_mm": float(surface["displacement_norm_mm"].max()),
+                  "landmarks": state.landmarks, "segment_center_mm": state.live.center.tolist(),
+                  "method": "superposition of 12 unit responses", **state.live.responses.report}
+        return StepResult("surface", f"predicted_skin_{plan.segment}", surface.copy(),
+                          Provenance("tissue_linear", _params(plan), _inputs(self.case, plan)), report)
+
+    def apply_plan(self) -> bool:
+        """Store the predicted skin in the case through the undo stack."""
+        result = self.plan_result()
+        if result is None or self.case is None:
+            self.report_error(InputError("no prediction: prepare the live prediction first"), "Apply plan")
+            return False
+        self.undo_stack.push(ApplyStepCommand(self.case, result, f"Apply {result.name}"))
+        # The plan view draws this surface already; a second copy would z-fight with it.
+        self.seg_panel.set_visible("surface", result.name, False)
+        self.statusBar().showMessage(
+            f"Stored {result.name} in the case ({result.provenance.operation}, max "
+            f"{result.report['max_skin_displacement_mm']:.2f} mm; the plan view draws it, "
+            "tick it under Surfaces to see it alone); Ctrl+Z undoes", 10000)
+        return True
+
+
+def _on_points(result_surface: pv.PolyData, base: pv.PolyData) -> np.ndarray:
+    """Displacements of a result surface at the points of ``base`` (same mesh, maybe reordered)."""
+    u = np.asarray(result_surface["displacement_mm"])
+    p, q = np.asarray(result_surface["original_points_mm"]), np.asarray(base["original_points_mm"])
+    if p.shape == q.shape and np.allclose(p, q):
+        return u
+    return u[cKDTree(p).query(q)[1]]
+
