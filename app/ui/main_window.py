@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.case import Case
 from app.pipeline import step_mesh, step_segment
 from app.ui.commands import ApplyStepCommand
+from app.ui.extensions import install_all
 from app.ui.files import FileActionsMixin
 from app.ui.import_warnings import ImportWarningsDialog, ScanStatus
 from app.ui.menus import RecentFiles, about_html, build_menus, shortcuts_html, window_level_for
@@ -83,6 +84,7 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
         self._build_status_bar()
         self.actions_by_name = build_menus(self)
         self._connect()
+        install_all(self)
         self.setAcceptDrops(True)
         self.resize(1500, 950)
         geometry = self.settings.value("window_geometry")

@@ -108,3 +108,31 @@ def test_server_form_rejects_bad_ae_title(qtbot, dialog):
     form.accept()
     assert form.result() != ServerDialog.Accepted
     assert "AE title" in form.error_label.text()
+
+
+def test_main_window_retrieves_from_pacs_and_opens_the_series(qtbot, window, orthanc, tmp_path):  # noqa: F811
+    """File > Retrieve from PACS...: the retrieved series opens as the case."""
+    from tests.ui.conftest import wait_idle
+
+    assert store_files(orthanc.node, [data_path("dcm_qa_ct_philips")])["stored"] == 28
+    file_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    action = window.actions_by_name["pacs"]
+    assert action in file_menu.actions() and action.shortcut().toString() == "Ctrl+Shift+P"
+    action.trigger()
+    dlg = window.pacs_dialog
+    assert dlg.isVisible()
+    dlg.add_server("Test Orthanc", orthanc.node)
+    dlg.id_edit.setText("PLASTIC")
+    qtbot.mouseClick(dlg.search_button, Qt.LeftButton)
+    _wait_idle(qtbot, dlg)
+    study = dlg.tree.topLevelItem(0)
+    dlg.tree.setCurrentItem(study)
+    _wait_idle(qtbot, dlg)
+    dlg.tree.setCurrentItem(study.child(0))
+    dlg.folder_edit.setText(str(tmp_path / "pacs"))
+    qtbot.mouseClick(dlg.retrieve_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: window.case is not None, timeout=TASK_TIMEOUT_MS)
+    wait_idle(qtbot, window)
+    volume = window.case.primary_volume()[1]
+    assert volume.array.shape == (28, 512, 512) and not window.errors
+    dlg.runner.shutdown()

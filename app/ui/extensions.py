@@ -1,0 +1,44 @@
+"""Feature modules that add docks, menus and actions to the main window.
+
+Each name in ``UI_EXTENSIONS`` is a module with ``install(window)``; the main
+window calls them in order at the end of its construction (before the saved
+dock layout is restored). A feature adds itself here with one line, so the
+main window does not grow with every feature.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger(__name__)
+
+UI_EXTENSIONS: tuple[str, ...] = (
+    "app.ui.pacs_menu",
+)
+
+
+def install_all(window) -> list[str]:
+    """Install every extension into ``window``; returns the installed names."""
+    installed = []
+    for name in UI_EXTENSIONS:
+        module = importlib.import_module(name)
+        module.install(window)
+        installed.append(name)
+    return installed
+
+
+def menu(window, title: str):
+    """The top-level menu called ``title`` (e.g. "&File"), created before Help if missing."""
+    bar = window.menuBar()
+    for act in bar.actions():
+        if act.text().replace("&", "") == title.replace("&", "") and act.menu() is not None:
+            return act.menu()
+    help_action = next((a for a in bar.actions() if a.text().replace("&", "") == "Help"), None)
+    from PySide6.QtWidgets import QMenu
+
+    new = QMenu(title, window)
+    if help_action is not None:
+        bar.insertMenu(help_action, new)
+    else:
+        bar.addMenu(new)
+    return new
