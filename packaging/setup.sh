@@ -9,7 +9,7 @@ APT_PACKAGES=(
   xvfb xauth libgl1 libegl1 libglu1-mesa libxrender1 libxi6 libdbus-1-3 libfontconfig1
   libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
   libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xkb1
-  libusb-1.0-0 invesalius-examples orthanc
+  libusb-1.0-0 invesalius-examples orthanc poppler-utils
 )
 
 missing=()
