@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Optional
 
 FORMATS = ("nrrd", "nifti", "dicom", "seg")
 KEY_BYTES = 32
@@ -72,95 +71,21 @@ def _context(args):
     return DeidentifyContext(key=key, allow_burned_in=args.allow_burned_in)
 
 
-def _source_series(case, volume_name: str, option: str):
-    """(scan, series) of the original DICOM series of a volume, or (None, None).
-
-    ``auto`` uses the folder recorded at import when it still holds the
-    series; a path is scanned for that series, else its largest one.
-    """
-    from imaging.dicom import scan_dicom_folder
-    from imaging.errors import InputError
-
-    if option == "none":
-        return None, None
-    prov = case.provenance.get(f"volume/{volume_name}")
-    imported = prov is not None and prov.operation == "import_dicom"
-    uid = prov.params.get("series_uid") if imported else None
-    if option == "auto":
-        path = prov.params.get("path") if imported else None
-        if not path or not Path(path).exists():
-            return None, None
-    else:
-        path = option
-        if not Path(path).exists():
-            raise InputError(f"--source {path}: no such file or folder")
-    scan = scan_dicom_folder(path)
-    if uid and any(s.series_uid == uid for s in scan.series):
-        return scan, scan.find(uid)
-    if option == "auto" or not scan.series:
-        return None, None
-    return scan, scan.find()
-
-
-def _label_volume(case, label: str) -> Optional[str]:
-    """The case volume a label lies on: its provenance input first, else any volume on the same grid."""
-    lab = case.labels[label]
-    prov = case.provenance.get(f"label/{label}")
-    names = [i["id"].split("/", 1)[1] for i in (prov.inputs if prov else []) if i.get("id", "").startswith("volume/")]
-    for name in names + [n for n in case.volumes if n not in names]:
-        vol = case.volumes.get(name)
-        if vol is not None and vol.array.shape == lab.array.shape and vol.geometry.same_grid(lab.geometry, 1e-3):
-            return name
-    return None
-
-
-def _known(kind: str, names) -> str:
-    return f"({kind}: {', '.join(names) or 'none'})"
-
-
 def cmd_export(args) -> int:
     from app.cli import TerminalProgress, emit
+    from app.exporting import export_item
     from app.project import load_case
-    from imaging.errors import InputError
-    from imaging.export import FILE_SUFFIXES, export_dicom_seg, export_dicom_series, export_image_file, file_format_of
 
     case = load_case(args.case)
-    fmt, out = args.format, Path(args.out)
-    deidentify = args.deidentify if args.deidentify is not None else fmt in ("dicom", "seg")
-    if args.volume is not None:
-        if fmt == "seg":
-            raise InputError("--format seg exports a label: use --label NAME")
-        if args.volume not in case.volumes:
-            raise InputError(f"--volume {args.volume}: no such volume in the case {_known('volumes', case.volumes)}")
-        kind, name, item = "volume", args.volume, case.volumes[args.volume]
-    else:
-        if fmt == "dicom":
-            raise InputError("--format dicom exports a volume as CT images: use --format seg for a label")
-        if args.label not in case.labels:
-            raise InputError(f"--label {args.label}: no such label in the case {_known('labels', case.labels)}")
-        kind, name, item = "label", args.label, case.labels[args.label]
-    ctx = _context(args) if deidentify and fmt in ("dicom", "seg") else None
+    deidentify = args.deidentify if args.deidentify is not None else args.format in ("dicom", "seg")
+    kind, name = ("volume", args.volume) if args.volume is not None else ("label", args.label)
+    ctx = _context(args) if deidentify and args.format in ("dicom", "seg") else None
     bar = TerminalProgress()
-    scan = series = None  # the scan keeps an extracted zip source alive until the export is written
-    if fmt in ("nrrd", "nifti"):
-        if file_format_of(out) != fmt:
-            raise InputError(f"--out {out}: a {fmt} file name ends with {' or '.join(FILE_SUFFIXES[fmt])}")
-        result = export_image_file(item, out)
-        result.deidentified = deidentify  # these headers hold geometry only: nothing to remove
-    elif fmt == "dicom":
-        scan, series = _source_series(case, name, args.source)
-        result = export_dicom_series(item, out, source=series, deidentify=ctx, progress=bar)
-    else:
-        vol_name = _label_volume(case, name)
-        if vol_name is None:
-            raise InputError(f"--label {name}: no volume of the case lies on the label's grid")
-        scan, series = _source_series(case, vol_name, args.source)
-        result = export_dicom_seg(item, out, volume=case.volumes[vol_name], source=series, deidentify=ctx,
-                                  progress=bar)
+    result = export_item(case, kind, name, args.format, Path(args.out), deidentify=deidentify, context=ctx,
+                         source=args.source, progress=bar)
     bar.done()
-    data = dict(result.to_json(), item=f"{kind}/{name}", out=str(out), study_from_source=series is not None)
-    what = f"{len(result.files)} file(s)" if fmt in ("dicom", "seg") else fmt
-    lines = [f"exported {kind} {name} as {what} to {out}" + (" (de-identified)" if result.deidentified else "")]
+    data = result.to_json()
+    lines = [f"exported {kind} {name} as {data['what']} to {args.out}" + (" (de-identified)" if result.deidentified else "")]
     lines += [f"    segment {s['number']}: {s['label']} ({s['voxels']} voxels)" for s in result.segments]
     lines += [f"    warning: {w}" for w in result.warnings]
     emit(data, args.json, lines)
