@@ -8,14 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
     QPushButton, QVBoxLayout, QWidget,
 )
 
 from app.exporting import FORMATS_BY_KIND
-from app.ui.extensions import menu
+from app.ui.extensions import make_action, menu
 
 FORMAT_TEXT = {"nrrd": "NRRD (.nrrd)", "nifti": "NIfTI (.nii.gz)", "dicom": "DICOM CT series (folder)",
                "seg": "DICOM SEG (folder)"}
@@ -108,18 +107,14 @@ class ExportDialog(QDialog):
 
 
 def install(window) -> None:
-    action = QAction("Export &volume or label...", window)
-    action.setObjectName("action_export_item")
-    action.setShortcut(QKeySequence("Ctrl+Shift+E"))
-    action.setToolTip("Write a volume or label as NRRD, NIfTI, DICOM CT or DICOM SEG (de-identified by default)")
-    action.setStatusTip(action.toolTip())
-    action.triggered.connect(lambda: export_item_dialog(window))
+    action = make_action(window, "export_item", "Export &volume or label...", lambda: export_item_dialog(window),
+                         "Ctrl+Shift+E",
+                         "Write a volume or label as NRRD, NIfTI, DICOM CT or DICOM SEG (de-identified by default)")
     file_menu = menu(window, "&File")
     mesh_action = window.actions_by_name.get("export_mesh")
     after = file_menu.actions()
     index = after.index(mesh_action) + 1 if mesh_action in after else len(after)
     file_menu.insertAction(after[index] if index < len(after) else None, action)
-    window.actions_by_name["export_item"] = action
 
 
 def export_item_dialog(window, accept=None) -> bool:

@@ -43,3 +43,18 @@ def menu(window, title: str):
     else:
         bar.addMenu(new)
     return new
+
+
+def make_action(window, name: str, text: str, slot, shortcut: str = "", tip: str = ""):
+    """A QAction of ``window`` with shortcut and tooltip, listed in ``window.actions_by_name[name]``."""
+    from PySide6.QtGui import QAction, QKeySequence
+
+    action = QAction(text, window)
+    action.setObjectName(f"action_{name}")
+    if shortcut:
+        action.setShortcut(QKeySequence(shortcut))
+    action.setToolTip(tip or text.replace("&", "").rstrip("."))
+    action.setStatusTip(action.toolTip())
+    action.triggered.connect(lambda _checked=False: slot())
+    window.actions_by_name[name] = action
+    return action

@@ -1,23 +1,16 @@
 """File > Retrieve from PACS...: query a PACS node, retrieve a series, open it."""
 from __future__ import annotations
 
-from PySide6.QtGui import QAction, QKeySequence
-
-from app.ui.extensions import menu
+from app.ui.extensions import make_action, menu
 
 
 def install(window) -> None:
-    action = QAction("Retrieve from &PACS...", window)
-    action.setObjectName("action_pacs")
-    action.setShortcut(QKeySequence("Ctrl+Shift+P"))
-    action.setToolTip("Find a study on a PACS (C-FIND), retrieve a series (C-GET/C-MOVE) and open it")
-    action.setStatusTip(action.toolTip())
-    action.triggered.connect(lambda: open_pacs_dialog(window))
+    action = make_action(window, "pacs", "Retrieve from &PACS...", lambda: open_pacs_dialog(window), "Ctrl+Shift+P",
+                         "Find a study on a PACS (C-FIND), retrieve a series (C-GET/C-MOVE) and open it")
     file_menu = menu(window, "&File")
     actions = file_menu.actions()
     anchor = next((a for a in actions if a.menu() is not None), None)  # before "Open recent"
     file_menu.insertAction(anchor, action) if anchor is not None else file_menu.addAction(action)
-    window.actions_by_name["pacs"] = action
 
 
 def open_pacs_dialog(window):
