@@ -9,7 +9,7 @@ import getpass
 import hashlib
 import platform
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pyvista as pv
@@ -17,6 +17,9 @@ from psygnal import Signal
 
 from imaging.landmarks import Landmark
 from imaging.volume import LabelMap, Volume
+
+if TYPE_CHECKING:
+    from app.scenarios import Scenario
 
 KINDS = ("volume", "label", "surface")
 
@@ -97,6 +100,7 @@ class Case:
         self.surfaces: dict[str, pv.PolyData] = {}
         self.provenance: dict[str, Provenance] = {}
         self.landmarks: dict[str, Landmark] = {}
+        self.scenarios: dict[str, "Scenario"] = {}  # app.scenarios, in creation order
 
     # -- landmarks (placed by people, so no provenance) ----------------------
     def set_landmark(self, landmark: Landmark) -> None:
@@ -153,4 +157,5 @@ class Case:
             "labels": {k: v.voxel_count(1) for k, v in self.labels.items()},
             "surfaces": {k: int(s.n_cells) for k, s in self.surfaces.items()},
             "landmarks": sorted(self.landmarks),
+            "scenarios": list(self.scenarios),
         }

@@ -1,7 +1,7 @@
 """Save and load a case as a project folder ``NAME.twin/``, atomically.
 
-Layout: ``case.json`` (manifest + provenance), ``volumes/*.nrrd``,
-``labels/*.nrrd``, ``surfaces/*.vtp``. A save writes a sibling temporary
+Layout: ``case.json`` (manifest + provenance + scenarios), ``volumes/*.nrrd``,
+``labels/*.nrrd``, ``surfaces/*.vtp``, ``scenarios/*.vtp`` (result surfaces). A save writes a sibling temporary
 folder and renames it into place, so a crash never leaves a half-written
 project: the old one stays until the new one is complete.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pyvista as pv
 import SimpleITK as sitk
 
-from app.case import Case, Provenance
+from app.case import Case, Provenance, hash_surface
 from imaging.errors import InputError
 from imaging.landmarks import Landmark
 from imaging.volume import Geometry, LabelInfo, LabelMap, Volume
@@ -98,7 +98,7 @@ def save_case(case: Case, path: str | os.PathLike) -> Path:
 
 
 def _write_contents(case: Case, folder: Path) -> dict:
-    for sub in ("volumes", "labels", "surfaces"):
+    for sub in ("volumes", "labels", "surfaces", "scenarios"):
         (folder / sub).mkdir()
     manifest: dict = {
         "format": FORMAT,
@@ -140,7 +140,39 @@ def _write_contents(case: Case, folder: Path) -> dict:
         rel = f"surfaces/{_safe(name)}.vtp"
         surf.save(str(folder / rel), binary=True)
         manifest["surfaces"][name] = {"file": rel, "hash": case.content_hash("surface", name)}
+    manifest["scenarios"] = _write_scenarios(case, folder)
     return manifest
+
+
+def _write_scenarios(case: Case, folder: Path) -> list[dict]:
+    """Scenario entries (a list: the order matters) with their result surfaces as VTP files."""
+    entries = []
+    for i, (name, scenario) in enumerate(case.scenarios.items()):
+        entry = scenario.to_json()
+        entry["surfaces"] = {}
+        for key, surf in scenario.surfaces.items():
+            rel = f"scenarios/{i:03d}_{_safe(name)}_{_safe(key)}.vtp"
+            surf.save(str(folder / rel), binary=True)
+            entry["surfaces"][key] = {"file": rel, "hash": hash_surface(surf)}
+        entries.append(entry)
+    return entries
+
+
+def _read_scenarios(folder: Path, entries: list[dict]) -> dict:
+    from app.scenarios import Scenario
+
+    scenarios = {}
+    for entry in entries:
+        surfaces = {}
+        for key, ref in entry.get("surfaces", {}).items():
+            file = folder / ref["file"]
+            if not file.is_file():
+                raise InputError(f"{file}: missing data file referenced by case.json")
+            surfaces[key] = pv.read(str(file))
+            _check_hash(file, hash_surface(surfaces[key]), ref)
+        scenario = Scenario.from_json(entry, surfaces)
+        scenarios[scenario.name] = scenario
+    return scenarios
 
 
 def load_case(path: str | os.PathLike) -> Case:
@@ -191,6 +223,7 @@ def load_case(path: str | os.PathLike) -> Case:
     for entry in manifest.get("landmarks", []):
         mark = Landmark(entry["name"], tuple(entry["position_lps_mm"]), entry.get("description", ""))
         case.landmarks[mark.name] = mark
+    case.scenarios = _read_scenarios(folder, manifest.get("scenarios", []))
     return case
 
 

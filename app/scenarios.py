@@ -1,0 +1,433 @@
+"""What-if scenarios of a case: named parameter sets over the baseline twin (no Qt).
+
+A scenario is a plan (a bone move, a stent, a material choice) whose results
+are computed from the baseline items of the case. Scenarios are branched
+(copy, then change), renamed, deleted (with what is needed to undo), run and
+compared. ``Case.scenarios`` keeps them in creation order; every change emits
+``Case.changed("scenario", name)``.
+
+Kinds: ``tissue`` (soft-tissue prediction for a bone move, ``app.plan``) and,
+when the reduced flow model exists, ``ffr``. A kind is a pair of functions in
+``EVALUATORS``: ``run(case, scenario, progress, cancelled) -> ScenarioRun``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pyvista as pv
+from scipy.spatial import cKDTree
+
+from app.case import Case, Provenance, hash_surface
+from imaging.errors import InputError
+from imaging.progress import CancelledFn, ProgressFn, check_cancelled, no_progress
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+#: Tissue parameters and their defaults (mm, deg, Pa); see ``app.plan.TissuePlan``.
+TISSUE_DEFAULTS = {"segment": None, "move": [0.0] * 6, "fixed": [], "skin": "skin", "model": "linear",
+                   "voxel_mm": 4.0, "youngs_modulus_pa": 3000.0, "poisson_ratio": 0.45}
+#: Landmarks placed in the case farther than this from the skin are not skin landmarks (mm).
+SKIN_LANDMARK_MAX_MM = 10.0
+
+
+def _jsonable(value: Any) -> Any:
+    """A deep copy that survives JSON unchanged (tuples become lists, numpy becomes Python)."""
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"{type(o).__name__} is not JSON-able")
+    return json.loads(json.dumps(value, default=default))
+
+
+@dataclass
+class Scenario:
+    """One what-if instance of the patient.
+
+    Attributes
+    ----------
+    name : str
+        Unique within the case (``baseline`` is reserved).
+    kind : str
+        ``tissue`` | ``ffr`` | ... (a key of ``EVALUATORS``).
+    params : dict
+        JSON-able parameters (tissue: segment, move [tx, ty, tz mm, rx, ry, rz deg], fixed, skin, model,
+        voxel_mm, youngs_modulus_pa, poisson_ratio).
+    parent : str or None
+        ``baseline`` or the scenario it was branched from.
+    results : dict
+        JSON-able; ``results["summary"]`` = {outcome: number}, ``results["solver"]`` = solver report,
+        ``results["sweep"]`` = uncertainty bands (``app.sweep``). Empty until run.
+    surfaces : dict of str to pyvista.PolyData
+        Result surfaces (tissue: ``skin`` with point arrays ``displacement_mm`` and
+        ``displacement_norm_mm``, LPS mm).
+    provenance : Provenance or None
+        How the results were computed.
+    """
+
+    name: str
+    kind: str
+    params: dict
+    parent: Optional[str] = BASELINE
+    results: dict = field(default_factory=dict)
+    surfaces: dict[str, pv.PolyData] = field(default_factory=dict)
+    provenance: Optional[Provenance] = None
+
+    @property
+    def summary(self) -> dict[str, float]:
+        return self.results.get("summary", {})
+
+    def to_json(self) -> dict:
+        """Everything but the surfaces (those are files next to case.json)."""
+        return {"name": self.name, "kind": self.kind, "params": self.params, "parent": self.parent,
+                "results": self.results, "provenance": None if self.provenance is None
+                else self.provenance.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict, surfaces: Optional[dict[str, pv.PolyData]] = None) -> "Scenario":
+        prov = d.get("provenance")
+        return cls(d["name"], d["kind"], d["params"], d.get("parent", BASELINE), d.get("results", {}),
+                   dict(surfaces or {}), None if prov is None else Provenance.from_json(prov))
+
+
+@dataclass
+class ScenarioRun:
+    """What running a scenario produced, not yet stored in the case."""
+
+    results: dict
+    surfaces: dict[str, pv.PolyData]
+    provenance: Optional[Provenance]
+
+
+# -- parameters -------------------------------------------------------------
+def tissue_params(params: dict) -> dict:
+    """Complete and check tissue parameters (defaults from ``TISSUE_DEFAULTS``).
+
+    Raises
+    ------
+    InputError
+        Missing segment, a move that is not six numbers, out-of-range material.
+    """
+    unknown = set(params) - set(TISSUE_DEFAULTS)
+    if unknown:
+        raise InputError(f"tissue scenario: unknown parameter(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(TISSUE_DEFAULTS)})")
+    out = {**copy.deepcopy(TISSUE_DEFAULTS), **_jsonable(params)}
+    if not out["segment"]:
+        raise InputError("tissue scenario: parameter segment (the moved bone label) is required")
+    move = out["move"]
+    if isinstance(move, str):
+        move = move.split(",")
+    try:
+        out["move"] = [float(v) for v in move]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"tissue scenario: move {move!r}: expected six numbers tx,ty,tz,rx,ry,rz") from exc
+    if len(out["move"]) != 6 or not all(math.isfinite(v) for v in out["move"]):
+        raise InputError(f"tissue scenario: move {move!r}: expected six finite numbers tx,ty,tz,rx,ry,rz")
+    if isinstance(out["fixed"], str):
+        out["fixed"] = [n for n in out["fixed"].split(",") if n]
+    if out["model"] not in ("linear", "neohookean"):
+        raise InputError(f"tissue scenario: model {out['model']!r}: use linear or neohookean")
+    for key, lo, hi in (("voxel_mm", 0.5, 50.0), ("youngs_modulus_pa", 1e-6, 1e12), ("poisson_ratio", 0.0, 0.4999)):
+        v = float(out[key])
+        if not lo <= v <= hi:
+            raise InputError(f"tissue scenario: {key}={v} outside [{lo}, {hi}]")
+        out[key] = v
+    return out
+
+
+#: kind -> parameter checker. A kind becomes runnable when it has an evaluator.
+PARAM_CHECKS: dict[str, Callable[[dict], dict]] = {"tissue": tissue_params}
+
+
+def _check_name(case: Case, name: str, *, new: bool = True) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InputError("scenario name: a name is required")
+    if name == BASELINE:
+        raise InputError(f"scenario name {name!r} is reserved for the unchanged twin")
+    if new and name in case.scenarios:
+        raise InputError(f"scenario name {name!r}: already used in this case")
+    return name
+
+
+def get_scenario(case: Case, name: str) -> Scenario:
+    """The scenario ``name`` of the case; InputError naming the known ones otherwise."""
+    if name not in case.scenarios:
+        known = ", ".join(case.scenarios) or "none"
+        raise InputError(f"scenario {name!r}: no such scenario in the case (scenarios: {known})")
+    return case.scenarios[name]
+
+
+# -- editing ------------------------------------------------------------------
+def add_scenario(case: Case, name: str, kind: str, params: dict, *, parent: str = BASELINE) -> Scenario:
+    """Add a new scenario (not run yet) at the end of ``case.scenarios``.
+
+    Raises
+    ------
+    InputError
+        Empty, reserved or duplicate name; unknown kind; bad parameters.
+    """
+    name = _check_name(case, name)
+    if kind not in PARAM_CHECKS:
+        raise InputError(f"scenario kind {kind!r}: unknown (known: {', '.join(PARAM_CHECKS)})")
+    if parent != BASELINE:
+        get_scenario(case, parent)
+    scenario = Scenario(name, kind, PARAM_CHECKS[kind](params), parent)
+    case.scenarios[name] = scenario
+    case.changed.emit("scenario", name)
+    return scenario
+
+
+def branch_scenario(case: Case, source: str, name: str, changes: Optional[dict] = None) -> Scenario:
+    """Copy scenario ``source`` as ``name`` (parent ``source``), then apply ``changes`` to its parameters.
+
+    The branch starts without results: they belonged to the source's parameters.
+    """
+    src = get_scenario(case, source)
+    params = {**copy.deepcopy(src.params), **(changes or {})}
+    return add_scenario(case, name, src.kind, params, parent=src.name)
+
+
+def set_scenario_params(case: Case, name: str, params: dict) -> Scenario:
+    """Replace the parameters of ``name`` (results are dropped); returns the previous scenario."""
+    old = get_scenario(case, name)
+    new = Scenario(old.name, old.kind, PARAM_CHECKS[old.kind](params), old.parent)
+    case.scenarios[name] = new
+    case.changed.emit("scenario", name)
+    return old
+
+
+def put_scenario(case: Case, scenario: Scenario) -> None:
+    """Store ``scenario`` under its name (replacing one of the same name, keeping its place)."""
+    case.scenarios[scenario.name] = scenario
+    case.changed.emit("scenario", scenario.name)
+
+
+def rename_scenario(case: Case, old: str, new: str) -> None:
+    """Rename keeping the order; children branched from ``old`` follow the new name."""
+    scenario = get_scenario(case, old)
+    new = _check_name(case, new, new=new != old)
+    if new == old:
+        return
+    case.scenarios = {(new if k == old else k): v for k, v in case.scenarios.items()}
+    scenario.name = new
+    for child in case.scenarios.values():
+        if child.parent == old:
+            child.parent = new
+    case.changed.emit("scenario", old)
+    case.changed.emit("scenario", new)
+
+
+@dataclass
+class DeletedScenario:
+    """What ``delete_scenario`` removed: enough for ``restore_scenario`` to undo it."""
+
+    index: int
+    scenario: Scenario
+    children: list[str]  # scenarios re-parented to the deleted one's parent
+
+
+def delete_scenario(case: Case, name: str) -> DeletedScenario:
+    """Remove a scenario; its children are re-parented to its parent. Returns the undo record."""
+    scenario = get_scenario(case, name)
+    index = list(case.scenarios).index(name)
+    children = [k for k, v in case.scenarios.items() if v.parent == name]
+    for k in children:
+        case.scenarios[k].parent = scenario.parent
+    del case.scenarios[name]
+    case.changed.emit("scenario", name)
+    return DeletedScenario(index, scenario, children)
+
+
+def restore_scenario(case: Case, deleted: DeletedScenario) -> None:
+    """Undo ``delete_scenario``: the scenario returns at its place, its children to it."""
+    items = list(case.scenarios.items())
+    items.insert(deleted.index, (deleted.scenario.name, deleted.scenario))
+    case.scenarios = dict(items)
+    for k in deleted.children:
+        if k in case.scenarios:
+            case.scenarios[k].parent = deleted.scenario.name
+    case.changed.emit("scenario", deleted.scenario.name)
+
+
+# -- running ------------------------------------------------------------------
+def tissue_plan_of(params: dict):
+    """``app.plan.TissuePlan`` of tissue scenario parameters."""
+    from app.plan import TissuePlan
+    from mechanics.whatif import RigidMove
+
+    p = tissue_params(params)
+    move = RigidMove(tuple(p["move"][:3]), tuple(p["move"][3:]))
+    return TissuePlan(p["segment"], move, fixed=list(p["fixed"]), skin=p["skin"], model=p["model"],
+                      voxel_mm=p["voxel_mm"], youngs_modulus_pa=p["youngs_modulus_pa"],
+                      poisson_ratio=p["poisson_ratio"])
+
+
+def skin_landmark_displacements(case: Case, skin: pv.PolyData) -> dict[str, dict]:
+    """Displacement of the case's placed landmarks that lie on the skin (within 10 mm).
+
+    Each landmark takes the displacement of its nearest original skin point.
+    """
+    if not case.landmarks:
+        return {}
+    tree = cKDTree(skin["original_points_mm"])
+    out = {}
+    for name, mark in case.landmarks.items():
+        dist, i = tree.query(np.asarray(mark.position_lps, float))
+        if dist <= SKIN_LANDMARK_MAX_MM:
+            d = skin["displacement_mm"][i]
+            out[name] = {"position_mm": list(map(float, mark.position_lps)), "displacement_mm": d.tolist(),
+                         "displacement_norm_mm": float(np.linalg.norm(d)), "distance_to_skin_mm": float(dist)}
+    return out
+
+
+def tissue_summary(max_mm: float, landmarks: dict[str, dict]) -> dict[str, float]:
+    """Outcome numbers of a tissue prediction: max skin displacement and per-landmark norms (mm)."""
+    summary = {"max_skin_displacement_mm": float(max_mm)}
+    for name, v in landmarks.items():
+        summary[f"{name}_displacement_mm"] = float(v["displacement_norm_mm"])
+    return summary
+
+
+SOLVER_KEYS = ("solver", "dofs", "degree", "iterations", "residual", "newton_iterations", "load_steps",
+               "seconds", "peak_memory_mb")
+
+
+def run_tissue_scenario(case: Case, scenario: Scenario, progress: ProgressFn, cancelled: CancelledFn) -> ScenarioRun:
+    """Soft-tissue prediction of a tissue scenario (``app.plan.run_tissue_plan``)."""
+    from app.plan import run_tissue_plan
+
+    result = run_tissue_plan(case, tissue_plan_of(scenario.params), progress=progress, cancelled=cancelled)
+    r = result.report
+    skin = result.item
+    landmarks = dict(r["landmarks"], **skin_landmark_displacements(case, skin))
+    results = {"summary": tissue_summary(r["max_skin_displacement_mm"], landmarks), "landmarks": landmarks,
+               "solver": {k: r[k] for k in SOLVER_KEYS if k in r}, "mesh": r["mesh"],
+               "segment_center_mm": r["segment_center_mm"], "seconds": r["seconds"]}
+    prov = result.provenance
+    prov.params = dict(prov.params, scenario=scenario.name)
+    prov.output_hash = hash_surface(skin)
+    return ScenarioRun(_jsonable(results), {"skin": skin}, prov)
+
+
+#: kind -> run(case, scenario, progress, cancelled) -> ScenarioRun
+EVALUATORS: dict[str, Callable[..., ScenarioRun]] = {"tissue": run_tissue_scenario}
+
+
+def evaluate_scenario(
+    case: Case,
+    name: str,
+    *,
+    progress: Optional[ProgressFn] = None,
+    cancelled: Optional[CancelledFn] = None,
+) -> ScenarioRun:
+    """Compute a scenario's results without storing them (GUI workers use this on a snapshot).
+
+    Raises
+    ------
+    InputError
+        Unknown scenario, a kind that cannot run yet, bad parameters for this case.
+    SolverError
+        The solver failed.
+    concurrent.futures.CancelledError
+        ``cancelled()`` became true.
+    """
+    scenario = get_scenario(case, name)
+    if scenario.kind not in EVALUATORS:
+        raise InputError(f"scenario {name!r}: kind {scenario.kind!r} cannot be run (no solver installed for it)")
+    check_cancelled(cancelled)
+    return EVALUATORS[scenario.kind](case, scenario, progress or no_progress, cancelled)
+
+
+def store_run(case: Case, name: str, run: ScenarioRun) -> Scenario:
+    """Put a run's results into scenario ``name`` (a new object); returns the previous scenario (undo)."""
+    old = get_scenario(case, name)
+    results = dict(run.results)
+    if "sweep" in old.results and "sweep" not in results:
+        results["sweep"] = old.results["sweep"]  # the uncertainty bands belong to the parameters, not the run
+    put_scenario(case, Scenario(old.name, old.kind, old.params, old.parent, results, dict(run.surfaces),
+                                run.provenance))
+    return old
+
+
+def run_scenario(
+    case: Case,
+    name: str,
+    *,
+    progress: Optional[ProgressFn] = None,
+    cancelled: Optional[CancelledFn] = None,
+) -> Scenario:
+    """Run scenario ``name`` and store its results and surfaces in the case; returns the updated scenario."""
+    store_run(case, name, evaluate_scenario(case, name, progress=progress, cancelled=cancelled))
+    return case.scenarios[name]
+
+
+# -- comparing ----------------------------------------------------------------
+def compare_scenarios(case: Case, names: list[str]) -> dict:
+    """Key outcomes of several scenarios side by side.
+
+    Returns
+    -------
+    dict
+        ``{"scenarios": names, "outcomes": {outcome: {scenario: number or None}}, "bands": {outcome: {scenario:
+        [p5, p50, p95]}}, "solver": {scenario: report}, "params": {scenario: params}, "not_run": [names]}``.
+        Outcomes are the union of the scenarios' summaries in first-seen order (mm for displacements,
+        dimensionless FFR).
+    """
+    if not names:
+        raise InputError("compare: name at least one scenario")
+    scenarios = [get_scenario(case, n) for n in names]
+    outcomes: dict[str, dict[str, Optional[float]]] = {}
+    for s in scenarios:
+        for key in s.summary:
+            outcomes.setdefault(key, {})
+    for key, row in outcomes.items():
+        for s in scenarios:
+            row[s.name] = s.summary.get(key)
+    bands: dict[str, dict[str, list[float]]] = {}
+    for s in scenarios:
+        for key, band in s.results.get("sweep", {}).get("bands", {}).items():
+            bands.setdefault(key, {})[s.name] = [band["p5"], band["p50"], band["p95"]]
+    return {"scenarios": [s.name for s in scenarios], "outcomes": outcomes, "bands": bands,
+            "solver": {s.name: s.results.get("solver", {}) for s in scenarios},
+            "params": {s.name: s.params for s in scenarios},
+            "not_run": [s.name for s in scenarios if not s.results.get("summary")]}
+
+
+def difference_map(case: Case, a: str, b: str, surface: str = "skin") -> pv.PolyData:
+    """Surface of ``b`` with ``difference_mm``: distance (mm) from each of its points to the surface of ``a``.
+
+    Also carries ``displacement_difference_mm`` (|u_b - u_a| at the nearest original point of ``a``) when
+    both surfaces have displacements: equal to the distance for identical meshes, and meaningful when the
+    meshes differ.
+
+    Raises
+    ------
+    InputError
+        A scenario has not been run or lacks the surface.
+    """
+    surfaces = []
+    for n in (a, b):
+        s = get_scenario(case, n)
+        if surface not in s.surfaces:
+            raise InputError(f"scenario {n!r}: no {surface} result yet (run it first)")
+        surfaces.append(s.surfaces[surface])
+    sa, sb = surfaces
+    out = sb.copy()
+    dist, _ = cKDTree(sa.points).query(sb.points)
+    closest = pv.PolyData(sb.points).compute_implicit_distance(sa) if sa.n_cells else None
+    out["difference_mm"] = np.abs(closest["implicit_distance"]) if closest is not None else dist
+    if "displacement_mm" in sa.point_data and "original_points_mm" in sa.point_data:
+        j = cKDTree(sa["original_points_mm"]).query(sb["original_points_mm"])[1]
+        out["displacement_difference_mm"] = np.linalg.norm(sb["displacement_mm"] - sa["displacement_mm"][j], axis=1)
+    out.set_active_scalars("difference_mm")
+    return out
