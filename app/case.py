@@ -69,6 +69,9 @@ class Provenance:
     versions: dict[str, str] = field(default_factory=software_versions)
     time: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
     user: str = field(default_factory=_os_user)
+    #: Provenance of the version this one replaced, when the step edited the item in place
+    #: (an input is the item itself): the chain replay walks back to the raw input.
+    previous: Optional[dict] = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -129,6 +132,9 @@ class Case:
         iid = item_id(kind, name)
         if provenance is not None:
             provenance.output_hash = self.content_hash(kind, name)
+            old = self.provenance.get(iid)
+            if old is not None and any(r.get("id") == iid for r in provenance.inputs):
+                provenance.previous = old.to_json()
             self.provenance[iid] = provenance
         self.changed.emit(kind, name)
         return iid
