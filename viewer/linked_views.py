@@ -106,3 +106,29 @@ class LinkedSliceViews(QObject):
         """Live threshold overlay in all views (None: off)."""
         for view in self.views.values():
             view.set_preview(hu_range)
+
+    def refresh(self) -> None:
+        """Redraw all views after the shown label maps were edited in place."""
+        for view in self.views.values():
+            view.refresh()
+
+    @property
+    def tool(self):
+        """The mouse tool holding the left button, or None."""
+        return self.views["axial"].tool
+
+    def set_tool(self, tool) -> None:
+        """Give the left button of every view to a mouse tool (None: crosshair).
+
+        The tool it replaces is told (``deactivate``) so its panel can untick itself.
+        """
+        old = self.tool
+        for view in self.views.values():
+            view.set_tool(tool)
+        if old is not None and old is not tool:
+            old.deactivate()
+
+    def set_markers(self, markers) -> None:
+        """Markers ``(ijk, text, colour)`` drawn in every view (see ``SliceView.set_markers``)."""
+        for view in self.views.values():
+            view.set_markers(markers)

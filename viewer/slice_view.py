@@ -7,6 +7,11 @@ Mouse: left click/drag sets the crosshair point, right drag changes
 window/level, wheel pages slices (Shift: 5 at a time), Ctrl+wheel zooms,
 middle drag pans, double-click asks to maximise the view. Keys: Up/Down and
 PgUp/PgDn page, Home/End jump to the ends, R resets zoom and pan.
+
+A mouse tool (``set_tool``: a brush, a seed or landmark picker; see
+``viewer.brush_tool.MouseTool``) takes over the left button while it is set;
+Shift+left still moves the crosshair. Markers (``set_markers``: landmarks) are
+drawn on the slices they lie in.
 """
 from __future__ import annotations
 
@@ -77,7 +82,7 @@ class _Canvas(QWidget):
         self._view._mouse_move(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
-        self._view._drag = None
+        self._view._mouse_release(event)
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         self._view.double_clicked.emit()
@@ -86,7 +91,9 @@ class _Canvas(QWidget):
         self._view._wheel(event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802
+        self._view._hover_pos = None
         self._view.hovered.emit(None)
+        self.update()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         if not self._view._key(event):
@@ -137,6 +144,9 @@ class SliceView(QWidget):
         self._drag: Optional[tuple] = None
         self._wheel_rest = 0
         self._image: Optional[QImage] = None
+        self._tool = None  # a viewer.brush_tool.MouseTool, or None
+        self._hover_pos: Optional[QPointF] = None
+        self._markers: list[tuple[np.ndarray, str, str]] = []
 
         color = VIEW_COLORS[view]
         title = QLabel(view.capitalize())
@@ -236,6 +246,40 @@ class SliceView(QWidget):
         self._zoom, self._pan = 1.0, QPointF(0.0, 0.0)
         self.canvas.update()
 
+    def refresh(self) -> None:
+        """Redraw after the shown label maps were edited in place."""
+        self._refresh()
+
+    @property
+    def volume(self) -> Optional[Volume]:
+        return self._volume
+
+    @property
+    def tool(self):
+        return self._tool
+
+    def set_tool(self, tool) -> None:
+        """Give the left button to ``tool`` (a ``MouseTool``); None gives it back to the crosshair."""
+        if self._drag is not None and self._drag[0] == "tool" and self._tool is not None:
+            self._tool.release(self, None)
+        self._drag = None
+        self._tool = tool
+        self.canvas.setCursor(Qt.CrossCursor if tool is not None else Qt.ArrowCursor)
+        self.canvas.update()
+
+    def set_markers(self, markers) -> None:
+        """Points to draw: ``(ijk, text, colour)`` with continuous voxel indices (i, j, k)."""
+        self._markers = [(np.asarray(ijk, dtype=float), str(text), str(color)) for ijk, text, color in markers]
+        self.canvas.update()
+
+    def pixel_size_mm(self) -> float:
+        """Screen pixels per mm at the current zoom (0 without a volume)."""
+        if self._volume is None:
+            return 0.0
+        rows, cols = display_shape(self._volume.dims_xyz, self._axes)
+        _row_mm, col_mm = pixel_spacing(self._volume.geometry.spacing_xyz, self._axes)
+        return self.image_rect().width() / (cols * col_mm)
+
     # -- rendering ---------------------------------------------------------
     def displayed_rgb(self) -> Optional[np.ndarray]:
         """The current slice as shown (rows x columns x RGB uint8), before scaling."""
@@ -318,7 +362,26 @@ class SliceView(QWidget):
         painter.setRenderHint(QPainter.Antialiasing, True)
         if self._point is not None:
             self._paint_crosshair(painter)
+        self._paint_markers(painter)
+        if self._tool is not None and self._hover_pos is not None:
+            self._tool.paint(self, painter, self._hover_pos)
         self._paint_annotations(painter, area)
+
+    def _paint_markers(self, painter: QPainter) -> None:
+        rect = self.image_rect()
+        rows, cols = display_shape(self._volume.dims_xyz, self._axes)
+        n = self._axes.normal_axis
+        for ijk, text, color in self._markers:
+            if abs(ijk[n] - self._index) > 0.5:
+                continue
+            row, col, _ = index_to_display(self._axes, self._volume.dims_xyz, tuple(np.rint(ijk).astype(int)))
+            frac = ijk - np.rint(ijk)  # keep the sub-voxel position on screen
+            col += -frac[self._axes.col_axis] if self._axes.col_flip else frac[self._axes.col_axis]
+            row += -frac[self._axes.row_axis] if self._axes.row_flip else frac[self._axes.row_axis]
+            c = QPointF(rect.x() + (col + 0.5) * rect.width() / cols, rect.y() + (row + 0.5) * rect.height() / rows)
+            painter.setPen(QPen(QColor(color), 2))
+            painter.drawEllipse(c, 4.0, 4.0)
+            painter.drawText(c + QPointF(6.0, -6.0), text)
 
     def _paint_crosshair(self, painter: QPainter) -> None:
         rect = self.image_rect()
@@ -374,7 +437,11 @@ class SliceView(QWidget):
     def _mouse_press(self, event) -> None:
         pos = event.position()
         button = event.button()
-        if button == Qt.LeftButton:
+        if (button == Qt.LeftButton and self._tool is not None
+                and not event.modifiers() & Qt.ShiftModifier and self.voxel_at(pos) is not None):
+            self._drag = ("tool",)
+            self._tool.press(self, pos)
+        elif button == Qt.LeftButton:
             self._drag = ("pick",)
             self._pick(pos)
         elif button == Qt.RightButton:
@@ -385,9 +452,14 @@ class SliceView(QWidget):
     def _mouse_move(self, event) -> None:
         pos = event.position()
         self.hovered.emit(self.voxel_at(pos))
+        if self._tool is not None:
+            self._hover_pos = pos
+            self.canvas.update()
         if self._drag is None:
             return
-        if self._drag[0] == "pick":
+        if self._drag[0] == "tool":
+            self._tool.move(self, pos)
+        elif self._drag[0] == "pick":
             self._pick(pos)
         elif self._drag[0] == "wl":
             _, start, w0, l0 = self._drag
@@ -400,6 +472,11 @@ class SliceView(QWidget):
             _, start, pan0 = self._drag
             self._pan = pan0 + (pos - start)
             self.canvas.update()
+
+    def _mouse_release(self, event) -> None:
+        drag, self._drag = self._drag, None
+        if drag is not None and drag[0] == "tool" and self._tool is not None:
+            self._tool.release(self, event.position())
 
     def _pick(self, pos: QPointF) -> None:
         ijk = self.voxel_at(pos)

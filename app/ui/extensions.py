@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 UI_EXTENSIONS: tuple[str, ...] = (
     "app.ui.pacs_menu",
     "app.ui.export_dialog",
+    "app.ui.edit_tools",
 )
 
 
