@@ -14,14 +14,19 @@ def cmd_tissue(args) -> int:
     fixed = [n for n in (args.fixed.split(",") if args.fixed else []) if n]
     plan = TissuePlan(args.segment, RigidMove.parse(args.move), fixed=fixed, skin=args.skin, model=args.model,
                       voxel_mm=args.voxel_mm, poisson_ratio=args.poisson)
-    bar = TerminalProgress()
+    # Under ``mpirun -n N`` every rank runs this: the solve is distributed, the result is
+    # gathered on every rank, and only rank 0 draws progress, saves the case and prints.
+    root = _mpi_rank() == 0
+    bar = TerminalProgress() if root else None
     result = run_tissue_plan(case, plan, progress=bar)
+    if not root:
+        return 0
     bar.done()
     apply_result(case, result)
     save_case(case, args.case)
     r = result.report
     data = {"max_skin_displacement_mm": r["max_skin_displacement_mm"], "landmarks": r["landmarks"],
-            "dofs": r["dofs"], "seconds": r["seconds"], "model": args.model, "surface": result.name,
+            "dofs": r["dofs"], "seconds": r["seconds"], "model": args.model, "surface": result.name, "mpi_ranks": r["mpi_ranks"],
             "solver": {k: r[k] for k in ("solver", "iterations", "residual", "newton_iterations", "load_steps")
                        if k in r}, "mesh": r["mesh"]}
     lines = [f"{args.model}: max skin displacement {r['max_skin_displacement_mm']:.2f} mm "
@@ -29,6 +34,13 @@ def cmd_tissue(args) -> int:
     lines += [f"    {k}: {v['displacement_norm_mm']:.2f} mm" for k, v in r["landmarks"].items()]
     emit(data, args.json, lines)
     return 0
+
+
+def _mpi_rank() -> int:
+    """This process's rank in ``MPI.COMM_WORLD`` (0 when not run under mpirun)."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.rank
 
 
 def register(sub) -> None:

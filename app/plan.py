@@ -14,7 +14,7 @@ import pyvista as pv
 from scipy.spatial import cKDTree
 
 from app.case import Case, Provenance
-from app.pipeline import StepResult
+from app.pipeline import StepResult, step_segment
 from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, no_progress
 from imaging.segment import HU_PRESETS, segment_threshold
@@ -125,18 +125,63 @@ def run_tissue_plan(
         result = solve_tissue_neohookean(problem, progress=sub, cancelled=cancelled)
     else:
         raise InputError(f"--model {plan.model}: use linear or neohookean")
-    x, u = result.displacement_at_dofs()
+    x, u = _gather_dofs(result, mesh.comm)
     node_u = u[cKDTree(x).query(tm.points)[1]]
     surface = _skin_surface(tm, node_u)
     landmarks = _landmarks(surface, center)
     report = dict(result.report,
                   max_skin_displacement_mm=float(surface["displacement_norm_mm"].max()),
-                  landmarks=landmarks, mesh=tm.quality(), segment_center_mm=center.tolist(),
+                  landmarks=landmarks, mesh=tm.quality(), segment_center_mm=center.tolist(), mpi_ranks=mesh.comm.size,
                   seconds=round(time.perf_counter() - t0, 3))
     name = f"predicted_skin_{plan.segment}"
     progress(1.0, "Prediction ready")
     return StepResult("surface", name, surface, Provenance(f"tissue_{plan.model}", _params(plan),
                                                            _inputs(case, plan)), report)
+
+
+def _gather_dofs(result, comm) -> tuple[np.ndarray, np.ndarray]:
+    """Dof coordinates and displacements of every rank, on every rank (serial: this rank's)."""
+    x, u = result.displacement_at_dofs()
+    if comm.size > 1:
+        x, u = np.concatenate(comm.allgather(x)), np.concatenate(comm.allgather(u))
+    return x, u
+
+
+def plan_case(case: Case, plan: TissuePlan) -> Case:
+    """The part of ``case`` a plan reads: its labels, and the scan only if the skin must be segmented.
+
+    What a worker process is sent; the case object itself is not (it has listeners).
+    """
+    part = Case(case.name)
+    for name in [plan.skin, plan.segment, *plan.fixed]:
+        if name in case.labels:
+            part.labels[name] = case.labels[name]
+            key = f"label/{name}"
+            if key in case.provenance:
+                part.provenance[key] = case.provenance[key]
+    if plan.skin not in case.labels and case.volumes:
+        vol_name, vol = case.primary_volume()
+        part.volumes[vol_name] = vol
+    return part
+
+
+def build_live_plan(case: Case, plan: TissuePlan, *, progress: Optional[ProgressFn] = None,
+                    cancelled: Optional[CancelledFn] = None) -> tuple["LivePlan", Optional[StepResult]]:
+    """A ``LivePlan``, segmenting the skin label first if the case lacks it.
+
+    Returns the live plan and the skin segmentation step (None if the label
+    existed), which the caller applies to its own case. A module-level step,
+    so it can run in a worker process (``mechanics.process_runner``).
+    """
+    progress = progress or no_progress
+    skin, span = None, 0.0
+    if plan.skin not in case.labels:
+        span = 0.1
+        skin = step_segment(case, label=plan.skin, preset="skin", cancelled=cancelled,
+                            progress=lambda f, m: progress(span * f, f"Segmenting {plan.skin}: {m}"))
+        case.labels[plan.skin] = skin.item
+    live = LivePlan(case, plan, cancelled=cancelled, progress=lambda f, m: progress(span + (1 - span) * f, m))
+    return live, skin
 
 
 def _params(plan: TissuePlan) -> dict:

@@ -16,6 +16,7 @@ import ufl
 from dolfinx import fem
 from dolfinx.fem.petsc import LinearProblem, NonlinearProblem
 from dolfinx.nls.petsc import NewtonSolver
+from mpi4py import MPI
 from petsc4py import PETSc
 
 from imaging.errors import InputError, SolverError
@@ -221,12 +222,14 @@ def solve_tissue_neohookean(
             its, converged = solver.solve(u)
         except RuntimeError as exc:
             raise SolverError(f"neo-Hookean: Newton failed at load step {step}/{load_steps} ({exc})") from exc
-        if not converged or not np.all(np.isfinite(u.x.array)):
+        comm = problem.mesh.comm  # every rank must take the same branch (MPI runs)
+        finite = comm.allreduce(bool(np.all(np.isfinite(u.x.array))), op=MPI.LAND)
+        if not converged or not finite:
             raise SolverError(
                 f"neo-Hookean: Newton diverged at load step {step}/{load_steps} "
                 f"({its} iterations); try more load steps or a smaller move")
         jacobian.interpolate(jacobian_expr)
-        min_j = float(np.min(jacobian.x.array)) if jacobian.x.array.size else 1.0
+        min_j = comm.allreduce(float(np.min(jacobian.x.array)) if jacobian.x.array.size else 1.0, op=MPI.MIN)
         if not min_j > 0:
             raise SolverError(
                 f"neo-Hookean: elements inverted at load step {step}/{load_steps} (min det F = {min_j:.3g}); "

@@ -63,7 +63,7 @@ class TissueMesh:
         }
 
     def to_dolfinx(self, comm=None):
-        """(mesh, facet_tags) for dolfinx 0.5."""
+        """(mesh, facet_tags) for dolfinx 0.5, distributed over ``comm`` (default ``MPI.COMM_WORLD``)."""
         import ufl
         from dolfinx import cpp
         from dolfinx.mesh import create_mesh, meshtags_from_entities
@@ -71,9 +71,16 @@ class TissueMesh:
 
         comm = comm or MPI.COMM_WORLD
         domain = ufl.Mesh(ufl.VectorElement("Lagrange", ufl.tetrahedron, 1))
-        mesh = create_mesh(comm, self.tets.astype(np.int64), self.points, domain)
+        # Every rank holds the whole mesh; rank 0 hands it in and the partitioner distributes it
+        # (each rank's input is its share, so the others give none).
+        root = comm.rank == 0
+        tets = self.tets.astype(np.int64) if root else np.zeros((0, 4), dtype=np.int64)
+        points = self.points if root else np.zeros((0, 3))
+        faces = self.faces.astype(np.int64) if root else np.zeros((0, 3), dtype=np.int64)
+        face_tags = self.face_tags.astype(np.int32) if root else np.zeros(0, dtype=np.int32)
+        mesh = create_mesh(comm, tets, points, domain)
         mesh.topology.create_connectivity(2, 0)
-        ent, val = cpp.io.distribute_entity_data(mesh._mesh, 2, self.faces.astype(np.int64), self.face_tags.astype(np.int32))
+        ent, val = cpp.io.distribute_entity_data(mesh._mesh, 2, faces, face_tags)
         tags = meshtags_from_entities(mesh, 2, cpp.graph.AdjacencyList_int32(ent), val.astype(np.int32))
         return mesh, tags
 

@@ -72,6 +72,18 @@ class UnitResponses:
         self.fields: Optional[np.ndarray] = None  # (12, ndofs)
         self.report: dict = {}
 
+    def __getstate__(self) -> dict:
+        # Pickled (e.g. from a worker process) without the dolfinx space: superposition needs only arrays.
+        state = dict(self.__dict__)
+        state["V"] = None
+        return state
+
+    def _space(self):
+        if self.V is None:
+            raise InputError("these unit responses were computed in another process: superpose works, "
+                             "direct solves need the UnitResponses that computed them")
+        return self.V
+
     def _forms(self):
         mu, lmbda = self.material.mu, self.material.lmbda
         u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
@@ -92,6 +104,7 @@ class UnitResponses:
 
     def solve_boundary(self, values: np.ndarray, ksp=None, forms=None) -> np.ndarray:
         """Solve with the moved interface displaced by ``values`` (per-dof array over V)."""
+        self._space()
         a, L = forms or self._forms()
         g = fem.Function(self.V)
         g.x.array[:] = values
@@ -170,5 +183,5 @@ class UnitResponses:
 
     def solve_move(self, move: RigidMove) -> np.ndarray:
         """Direct solve for one move (the reference the superposition must equal)."""
-        x = self.V.tabulate_dof_coordinates()
+        x = self._space().tabulate_dof_coordinates()
         return self.solve_boundary(move.displacement(x, self.center).reshape(-1))

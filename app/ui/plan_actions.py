@@ -1,9 +1,12 @@
 """Soft-tissue plan actions of the main window: prepare, move, refine, apply.
 
 A mixin of ``MainWindow`` (like ``FileActionsMixin``). The slow parts (mesh
-and unit responses, the neo-Hookean solve) run on the window's worker on a
-snapshot of the case; every move is then a few milliseconds on the GUI
-thread (``LivePlan.skin``). What reaches the case goes through the undo stack.
+and unit responses, the neo-Hookean solve) run in a separate process
+(``mechanics.process_runner``), driven from the window's worker thread, on the
+part of the case they read: the window stays responsive, Cancel terminates the
+process, and a solver crash becomes an error message, never the end of the
+app. Every move is then a few milliseconds on the GUI thread
+(``LivePlan.skin``). What reaches the case goes through the undo stack.
 """
 from __future__ import annotations
 
@@ -18,12 +21,25 @@ from PySide6.QtCore import Qt
 from scipy.spatial import cKDTree
 
 from app.case import Case, Provenance
-from app.pipeline import StepResult, step_segment
-from app.plan import LivePlan, TissuePlan, _inputs, _landmarks, _params, run_tissue_plan
+from app.pipeline import StepResult
+from app.plan import LivePlan, TissuePlan, _inputs, _landmarks, _params, build_live_plan, plan_case, run_tissue_plan
 from app.ui.commands import ApplyStepCommand
 from imaging.errors import InputError
+from mechanics.process_runner import run_in_process
 
 log = logging.getLogger(__name__)
+#: Run the solves in a worker process (False: on the worker thread, e.g. for stubbed steps in tests).
+SOLVE_IN_PROCESS = True
+
+
+def solve_step(fn, *args, title: str = ""):
+    """A worker step calling ``fn(*args, progress=, cancelled=)`` in a process (or in this one)."""
+    def step(progress, cancelled):
+        if SOLVE_IN_PROCESS:
+            return run_in_process(fn, *args, progress=progress, cancelled=cancelled, title=title)
+        return fn(*args, progress=progress, cancelled=cancelled)
+
+    return step
 
 
 def snapshot_case(case: Case) -> Case:
@@ -124,20 +140,9 @@ class PlanActionsMixin:
             return False
         if not self._check_idle():
             return False
-        snap = snapshot_case(case)
+        snap = plan_case(case, plan)
         t0 = time.perf_counter()
-
-        def step(progress, cancelled):
-            skin = None
-            span = 0.0
-            if plan.skin not in snap.labels:
-                span = 0.1
-                skin = step_segment(snap, label=plan.skin, preset="skin", cancelled=cancelled,
-                                    progress=lambda f, m: progress(span * f, f"Segmenting {plan.skin}: {m}"))
-                snap.labels[plan.skin] = skin.item
-            live = LivePlan(snap, plan, cancelled=cancelled,
-                            progress=lambda f, m: progress(span + (1 - span) * f, m))
-            return live, skin
+        step = solve_step(build_live_plan, snap, plan, title="live prediction")
 
         def done(out):
             self.plan_panel.set_preparing(False)
@@ -253,10 +258,7 @@ class PlanActionsMixin:
         case = self.case
         values = state.values
         plan = dataclasses.replace(state.plan, move=rigid_move(values), model="neohookean")
-        snap = snapshot_case(case)
-
-        def step(progress, cancelled):
-            return run_tissue_plan(snap, plan, progress=progress, cancelled=cancelled)
+        step = solve_step(run_tissue_plan, plan_case(case, plan), plan, title="neo-Hookean solve")
 
         def done(result: StepResult):
             if self.plan_state is not state:
