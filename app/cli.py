@@ -20,7 +20,8 @@ from app import __version__
 log = logging.getLogger("twinplan")
 
 #: Modules adding subcommands: each defines ``register(subparsers)``.
-EXTENSIONS = ("app.cli_pacs", "app.cli_export", "app.cli_fusion", "app.cli_edit", "app.cli_tissue", "app.cli_landmarks")
+EXTENSIONS = ("app.cli_pacs", "app.cli_export", "app.cli_fusion", "app.cli_edit", "app.cli_tissue", "app.cli_landmarks",
+              "app.cli_report")
 
 
 class _Parser(argparse.ArgumentParser):

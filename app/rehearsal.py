@@ -1,0 +1,431 @@
+"""Rehearse a plan: a scenario played step by step, rendered offscreen to frames and video (no Qt).
+
+A tissue scenario plays as baseline -> cut (the moved segment highlighted) ->
+move (the segment carried along the planned rigid move, interpolated frames)
+-> soft-tissue result (predicted skin coloured by displacement). Scenarios of
+other kinds play their baseline and then each result surface coloured by its
+first point array (e.g. FFR on a lumen).
+
+The scenes are plain lists of :class:`Layer`; the offscreen renderer here and
+the GUI rehearsal panel draw the same lists.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import pyvista as pv
+
+from app.case import Case
+from imaging.errors import InputError
+from imaging.progress import CancelledFn, ProgressFn, no_progress
+from imaging.volume import Geometry, LabelInfo, LabelMap
+
+log = logging.getLogger(__name__)
+
+BONE_COLOR = (0.92, 0.89, 0.80)
+SEGMENT_COLOR = (1.0, 0.75, 0.15)
+SKIN_COLOR = (0.95, 0.75, 0.65)
+BACKGROUND = "#1e1e24"
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+@dataclass
+class ScenarioView:
+    """What the report and the rehearsal read from one scenario (H4's Scenario or a stored plan result)."""
+
+    name: str
+    kind: str
+    params: dict
+    results: dict
+    surfaces: dict[str, pv.PolyData]
+    provenance: object = None
+    parent: Optional[str] = None
+
+
+def list_scenarios(case: Case) -> dict[str, ScenarioView]:
+    """Scenarios of the case: ``case.scenarios`` if present, plus soft-tissue plan results.
+
+    A stored soft-tissue prediction (a surface whose provenance operation is
+    ``tissue_*``) counts as a tissue scenario named after the surface.
+    """
+    out: dict[str, ScenarioView] = {}
+    for name, sc in (getattr(case, "scenarios", None) or {}).items():
+        out[name] = ScenarioView(name, str(getattr(sc, "kind", "")), dict(getattr(sc, "params", {}) or {}),
+                                 dict(getattr(sc, "results", {}) or {}), dict(getattr(sc, "surfaces", {}) or {}),
+                                 getattr(sc, "provenance", None), getattr(sc, "parent", None))
+    for sname, surface in case.surfaces.items():
+        prov = case.provenance.get(f"surface/{sname}")
+        if prov is None or not prov.operation.startswith("tissue_") or sname in out:
+            continue
+        norm = surface.point_data.get("displacement_norm_mm")
+        summary = {"max_skin_displacement_mm": float(np.max(norm))} if norm is not None else {}
+        out[sname] = ScenarioView(sname, "tissue", dict(prov.params), {"summary": summary},
+                                  {"predicted_skin": surface}, prov)
+    return out
+
+
+@dataclass
+class Layer:
+    """One mesh of a scene: colour or scalar colouring, opacity."""
+
+    name: str
+    mesh: pv.PolyData
+    color: tuple[float, float, float] = BONE_COLOR
+    opacity: float = 1.0
+    scalars: Optional[str] = None
+    clim: Optional[tuple[float, float]] = None
+    cmap: str = "viridis"
+
+
+@dataclass
+class RehearsalStep:
+    """One step of a rehearsal; ``frames`` frames in the exported video."""
+
+    title: str
+    description: str
+    frames: int
+
+
+@dataclass
+class Rehearsal:
+    """A playable scenario: steps and the scene at any (step, t in 0..1)."""
+
+    scenario: str
+    steps: list[RehearsalStep]
+    scene: Callable[[int, float], list[Layer]]
+    camera: tuple = field(default_factory=tuple)  # (position, focal point, view up)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(s.frames for s in self.steps)
+
+    def frame_plan(self) -> list[tuple[int, float]]:
+        """(step index, t) of every video frame in order; t runs 0..1 within a step."""
+        plan = []
+        for i, s in enumerate(self.steps):
+            plan += [(i, k / max(s.frames - 1, 1)) for k in range(s.frames)]
+        return plan
+
+
+# -- surfaces of labels ------------------------------------------------------
+def _pooled_label(mask: np.ndarray, geometry: Geometry, factor: int) -> LabelMap:
+    """``mask`` max-pooled by ``factor`` (keeps thin bone) on the matching coarser grid."""
+    z, y, x = (-(-n // factor) * factor for n in mask.shape)
+    padded = np.zeros((z, y, x), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1], : mask.shape[2]] = mask
+    pooled = padded.reshape(z // factor, factor, y // factor, factor, x // factor, factor).any(axis=(1, 3, 5))
+    spacing = np.asarray(geometry.spacing_xyz) * factor
+    origin = np.asarray(geometry.origin_xyz) + geometry.direction @ (np.asarray(geometry.spacing_xyz)
+                                                                     * (factor - 1) / 2.0)
+    g = Geometry(tuple(spacing), tuple(origin), geometry.direction)
+    return LabelMap(pooled.astype(np.uint8), g, {1: LabelInfo("mask")})
+
+
+def label_surface(mask: np.ndarray, geometry: Geometry, *, factor: int = 2, decimate: float = 0.0) -> pv.PolyData:
+    """A light preview surface (LPS mm) of a binary mask for scenes (pooled by ``factor``)."""
+    from imaging.meshing import mesh_labelmap
+
+    if not mask.any():
+        raise InputError("cannot draw an empty label")
+    surface = mesh_labelmap(_pooled_label(mask, geometry, factor), smoothing_iterations=10, decimate=decimate)
+    return with_normals(surface)
+
+
+def with_normals(mesh: pv.PolyData) -> pv.PolyData:
+    """``mesh`` with point normals (smooth shading) and no split vertices."""
+    return mesh.compute_normals(cell_normals=False, split_vertices=False, auto_orient_normals=False)
+
+
+def _moved(mesh: pv.PolyData, move, center: np.ndarray, t: float) -> pv.PolyData:
+    """``mesh`` carried a fraction ``t`` of the way along a rigid move."""
+    from mechanics.whatif import RigidMove
+
+    part = RigidMove(tuple(t * np.asarray(move.translation_mm)), tuple(t * np.asarray(move.rotation_deg)))
+    out = mesh.copy()
+    out.points = mesh.points + part.displacement(mesh.points, center)
+    if "Normals" in mesh.point_data:
+        out.point_data["Normals"] = np.asarray(mesh.point_data["Normals"]) @ part.matrix().T
+    return out
+
+
+def _skin_pair(surface: pv.PolyData) -> tuple[pv.PolyData, pv.PolyData]:
+    """(skin before, predicted skin) from a prediction carrying ``original_points_mm``."""
+    after = surface.copy()
+    if "displacement_norm_mm" not in after.point_data and "displacement_mm" in after.point_data:
+        after["displacement_norm_mm"] = np.linalg.norm(after["displacement_mm"], axis=1)
+    before = surface.copy()
+    if "original_points_mm" in surface.point_data:
+        before.points = np.asarray(surface["original_points_mm"])
+    elif "displacement_mm" in surface.point_data:
+        before.points = surface.points - np.asarray(surface["displacement_mm"])
+    return before, after
+
+
+def _camera(meshes: list[pv.PolyData]) -> tuple:
+    """Anterior-left oblique view (LPS: anterior is -y, left is +x) framing all meshes."""
+    bounds = np.array([m.bounds for m in meshes])
+    lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
+    center = (lo + hi) / 2.0
+    radius = float(np.linalg.norm(hi - lo)) / 2.0
+    look = np.array([0.5, -1.0, 0.15])
+    look /= np.linalg.norm(look)
+    return (tuple(center + look * radius * 3.2), tuple(center), (0.0, 0.0, 1.0))
+
+
+def _tissue_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int, move_frames: int,
+                      progress: ProgressFn) -> Rehearsal:
+    from mechanics.whatif import RigidMove
+
+    segment = sc.params.get("segment")
+    if not segment or segment not in case.labels:
+        raise InputError(f"--scenario {sc.name}: its segment label {segment!r} is not in the case")
+    skin = next((s for s in sc.surfaces.values() if "displacement_mm" in s.point_data), None)
+    if skin is None:
+        raise InputError(f"--scenario {sc.name}: no predicted skin surface (point array displacement_mm)")
+    move = sc.params.get("move") or {}
+    move = RigidMove(tuple(move.get("translation_mm", (0, 0, 0))), tuple(move.get("rotation_deg", (0, 0, 0))))
+    seg_label = case.labels[segment]
+    seg_mask = seg_label.array > 0
+    progress(0.1, "Drawing the segment")
+    seg_surface = label_surface(seg_mask, seg_label.geometry)
+    solver = sc.results.get("solver") or {}
+    center = np.asarray(solver.get("segment_center_mm") or sc.params.get("segment_center_mm")
+                        or seg_surface.center, float)
+    progress(0.4, "Drawing the bone")
+    fixed = np.zeros_like(seg_mask)
+    for name in sc.params.get("fixed") or (["bone"] if "bone" in case.labels else []):
+        if name in case.labels and case.labels[name].geometry.same_grid(seg_label.geometry):
+            fixed |= case.labels[name].array > 0
+    fixed &= ~seg_mask
+    bone = label_surface(fixed, seg_label.geometry, decimate=0.6) if fixed.any() else None
+    before, after = (with_normals(s) for s in _skin_pair(skin))
+    top = float(np.max(after["displacement_norm_mm"])) or 1.0
+    moved_segment = _moved(seg_surface, move, center, 1.0)
+    bones = [Layer("bone", bone)] if bone is not None else []
+    dist = np.linalg.norm(move.translation_mm)
+    steps = [
+        RehearsalStep("Baseline", "The patient as scanned: skin and bone", frames_per_step),
+        RehearsalStep("Cut", f"Osteotomy: segment '{segment}' highlighted", frames_per_step),
+        RehearsalStep("Move", f"Segment moved {dist:.1f} mm, rotated {list(move.rotation_deg)} deg", move_frames),
+        RehearsalStep("Soft tissue", f"Predicted skin, displacement up to {top:.1f} mm", frames_per_step),
+    ]
+
+    def scene(step: int, t: float) -> list[Layer]:
+        if step == 0:
+            return bones + [Layer("segment", seg_surface), Layer("skin", before, SKIN_COLOR, 0.45)]
+        if step == 1:
+            return bones + [Layer("segment", seg_surface, SEGMENT_COLOR), Layer("skin", before, SKIN_COLOR, 0.15)]
+        if step == 2:
+            return bones + [Layer("segment", _moved(seg_surface, move, center, t), SEGMENT_COLOR),
+                            Layer("skin", before, SKIN_COLOR, 0.15)]
+        return bones + [Layer("segment", moved_segment, SEGMENT_COLOR),
+                        Layer("skin", after, opacity=1.0, scalars="displacement_norm_mm", clim=(0.0, top),
+                              cmap="plasma")]
+
+    cam = _camera([m for m in (bone, seg_surface, before, after) if m is not None])
+    return Rehearsal(sc.name, steps, scene, cam)
+
+
+def _generic_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int) -> Rehearsal:
+    results = [(n, s) for n, s in sc.surfaces.items() if s.n_points]
+    if not results:
+        raise InputError(f"--scenario {sc.name}: the scenario has no result surface to show")
+    base = [(n, s) for n, s in case.surfaces.items() if not n.startswith("predicted_")][:2]
+    steps = [RehearsalStep("Baseline", "The twin before the plan", frames_per_step)]
+    steps += [RehearsalStep(f"Result: {n}", f"{sc.kind} result {n}", frames_per_step) for n, _ in results]
+
+    def scene(step: int, t: float) -> list[Layer]:
+        if step == 0:
+            return [Layer(n, s, BONE_COLOR, 0.8) for n, s in base] or [Layer(n, s) for n, s in results]
+        n, s = results[step - 1]
+        arrays = [a for a in s.point_data if np.asarray(s.point_data[a]).ndim == 1]
+        return [Layer(n, s, scalars=arrays[0] if arrays else None)]
+
+    return Rehearsal(sc.name, steps, scene, _camera([s for _, s in base + results]))
+
+
+def build_rehearsal(case: Case, scenario: str, *, frames_per_step: int = 8, move_frames: int = 16,
+                    progress: Optional[ProgressFn] = None) -> Rehearsal:
+    """The rehearsal of one scenario of ``case``.
+
+    Parameters
+    ----------
+    case : Case
+        The case holding the scenario.
+    scenario : str
+        Scenario name (see :func:`list_scenarios`).
+    frames_per_step : int
+        Video frames for each still step (baseline, cut, result).
+    move_frames : int
+        Video frames interpolating the bone move.
+
+    Raises
+    ------
+    InputError
+        Unknown scenario, missing segment label or result surface, bad frame counts.
+    """
+    progress = progress or no_progress
+    if frames_per_step < 1 or move_frames < 2:
+        raise InputError("frames per step must be >= 1 and move frames >= 2")
+    scenarios = list_scenarios(case)
+    if scenario not in scenarios:
+        known = ", ".join(sorted(scenarios)) or "none"
+        raise InputError(f"--scenario {scenario}: no such scenario in the case (scenarios: {known})")
+    sc = scenarios[scenario]
+    if sc.kind == "tissue" or "segment" in sc.params:
+        reh = _tissue_rehearsal(case, sc, frames_per_step, move_frames, progress)
+    else:
+        reh = _generic_rehearsal(case, sc, frames_per_step)
+    progress(1.0, "Rehearsal ready")
+    return reh
+
+
+# -- drawing -----------------------------------------------------------------
+def draw_layers(plotter: pv.Plotter, layers: list[Layer], prefix: str = "rehearsal_",
+                cache: Optional[dict] = None) -> list[str]:
+    """Add (or replace, by name) the layers' actors on ``plotter``; returns the actor names.
+
+    With a ``cache`` dict (kept by the caller between calls), a layer whose mesh
+    object and style are unchanged keeps its actor: only what moves is re-added.
+    """
+    names = []
+    for layer in layers:
+        name = prefix + layer.name
+        names.append(name)
+        key = (id(layer.mesh), layer.color, layer.opacity, layer.scalars, layer.clim, layer.cmap)
+        if cache is not None and cache.get(name) == key and name in plotter.actors:
+            continue
+        if cache is not None:
+            cache[name] = key
+        # Point normals computed once at build time give smooth shading without per-frame normals.
+        kw = dict(smooth_shading=False, specular=0.2, opacity=layer.opacity, name=name, reset_camera=False,
+                  render=False)
+        if layer.scalars and layer.scalars in layer.mesh.point_data:
+            plotter.add_mesh(layer.mesh, scalars=layer.scalars, clim=layer.clim, cmap=layer.cmap,
+                             scalar_bar_args={"title": layer.scalars.replace("_", " "), "color": "white"}, **kw)
+        else:
+            plotter.add_mesh(layer.mesh, color=layer.color, show_scalar_bar=False, **kw)
+    return names
+
+
+def set_camera(plotter: pv.Plotter, camera: tuple) -> None:
+    plotter.camera.position, plotter.camera.focal_point, plotter.camera.up = camera
+    plotter.reset_camera_clipping_range()
+
+
+def _timeline(frame: np.ndarray, index: int, total: int) -> np.ndarray:
+    """A progress strip along the bottom edge, so every frame of the video is distinct."""
+    h, w = frame.shape[:2]
+    out = frame.copy()
+    out[h - 6:, :] = (60, 60, 70)
+    out[h - 6:, : max(1, int(round(w * (index + 1) / total)))] = (240, 190, 40)
+    return out
+
+
+def render_frames(rehearsal: Rehearsal, *, size: tuple[int, int] = (640, 480),
+                  progress: Optional[ProgressFn] = None,
+                  cancelled: Optional[CancelledFn] = None) -> Iterator[np.ndarray]:
+    """Render every frame offscreen: RGB uint8 arrays of ``size`` (width, height).
+
+    Raises
+    ------
+    concurrent.futures.CancelledError
+        When ``cancelled()`` turns true between frames.
+    """
+    from concurrent.futures import CancelledError
+
+    progress = progress or no_progress
+    plan = rehearsal.frame_plan()
+    plotter = pv.Plotter(off_screen=True, window_size=list(size))
+    try:
+        plotter.set_background(BACKGROUND)
+        previous: list[str] = []
+        cache: dict = {}
+        for i, (step, t) in enumerate(plan):
+            if cancelled is not None and cancelled():
+                raise CancelledError()
+            layers = rehearsal.scene(step, t)
+            names = draw_layers(plotter, layers, cache=cache)
+            for stale in set(previous) - set(names):
+                plotter.remove_actor(stale, render=False)
+                cache.pop(stale, None)
+            previous = names
+            s = rehearsal.steps[step]
+            plotter.add_text(f"{step + 1}/{len(rehearsal.steps)}  {s.title}: {s.description}",
+                             position="upper_left", font_size=10, color="white", name="rehearsal_title")
+            set_camera(plotter, rehearsal.camera)
+            frame = np.asarray(plotter.screenshot(return_img=True))[..., :3]
+            progress((i + 1) / len(plan), f"Frame {i + 1}/{len(plan)}")
+            yield _timeline(frame, i, len(plan))
+    finally:
+        plotter.close()
+
+
+def export_video(rehearsal: Rehearsal, path, *, fps: int = 8, size: tuple[int, int] = (640, 480),
+                 progress: Optional[ProgressFn] = None, cancelled: Optional[CancelledFn] = None) -> dict:
+    """Write the rehearsal as an mp4 (H.264) or animated GIF.
+
+    Parameters
+    ----------
+    rehearsal : Rehearsal
+        What to play.
+    path : path-like
+        ``.mp4`` or ``.gif`` file.
+    fps : int
+        Frames per second (1..60).
+    size : (int, int)
+        Frame width and height in pixels (multiples of 16 for mp4).
+
+    Returns
+    -------
+    dict
+        ``file``, ``frames``, ``fps``, ``duration_s``, ``seconds`` (wall time), ``size``,
+        ``steps`` ([{"title", "frames"}]).
+
+    Raises
+    ------
+    InputError
+        Unknown suffix, bad fps or size, unwritable file.
+    """
+    import imageio.v2 as imageio
+
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise InputError(f"--out {out}: use a .mp4 or .gif file name")
+    if not 1 <= int(fps) <= 60:
+        raise InputError(f"--fps {fps}: use 1..60 frames per second")
+    if suffix == ".mp4" and (size[0] % 16 or size[1] % 16):
+        raise InputError(f"frame size {size}: mp4 needs multiples of 16 pixels")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    t0 = time.perf_counter()
+    tmp = out.with_name(f".{out.stem}.partial{suffix}")
+    try:
+        if suffix == ".mp4":
+            writer = imageio.get_writer(str(tmp), format="FFMPEG", fps=int(fps), codec="libx264", quality=7,
+                                        macro_block_size=16, pixelformat="yuv420p")
+        else:
+            writer = imageio.get_writer(str(tmp), format="GIF", mode="I", duration=1000.0 / fps, loop=0)
+        count = 0
+        try:
+            for frame in render_frames(rehearsal, size=size, progress=progress, cancelled=cancelled):
+                writer.append_data(frame)
+                count += 1
+        finally:
+            writer.close()
+        tmp.replace(out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write the video ({exc})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    log.info("rehearsal video: %d frames in %.1f s", count, seconds)
+    return {"file": str(out), "frames": count, "fps": int(fps), "duration_s": count / fps,
+            "seconds": round(seconds, 3), "size": list(size),
+            "steps": [{"title": s.title, "frames": s.frames} for s in rehearsal.steps]}
