@@ -6,46 +6,29 @@ are computed from the baseline items of the case. Scenarios are branched
 compared. ``Case.scenarios`` keeps them in creation order; every change emits
 ``Case.changed("scenario", name)``.
 
-Kinds: ``tissue`` (soft-tissue prediction for a bone move, ``app.plan``) and,
-when the reduced flow model exists, ``ffr``. A kind is a pair of functions in
-``EVALUATORS``: ``run(case, scenario, progress, cancelled) -> ScenarioRun``.
+Kinds (``app.scenario_kinds.KINDS``): ``tissue`` (soft-tissue prediction for
+a bone move, ``app.plan``) and ``ffr`` (1D FFR on a centerline tree with
+virtual lesions and stents, ``mechanics.reduced``).
 """
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pyvista as pv
 from scipy.spatial import cKDTree
 
-from app.case import Case, Provenance, hash_surface
+from app.case import Case, Provenance
+from app.scenario_kinds import KINDS, ScenarioRun
 from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled, no_progress
 
 log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
-#: Tissue parameters and their defaults (mm, deg, Pa); see ``app.plan.TissuePlan``.
-TISSUE_DEFAULTS = {"segment": None, "move": [0.0] * 6, "fixed": [], "skin": "skin", "model": "linear",
-                   "voxel_mm": 4.0, "youngs_modulus_pa": 3000.0, "poisson_ratio": 0.45}
-#: Landmarks placed in the case farther than this from the skin are not skin landmarks (mm).
-SKIN_LANDMARK_MAX_MM = 10.0
-
-
-def _jsonable(value: Any) -> Any:
-    """A deep copy that survives JSON unchanged (tuples become lists, numpy becomes Python)."""
-    def default(o):
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        raise TypeError(f"{type(o).__name__} is not JSON-able")
-    return json.loads(json.dumps(value, default=default))
 
 
 @dataclass
@@ -57,7 +40,7 @@ class Scenario:
     name : str
         Unique within the case (``baseline`` is reserved).
     kind : str
-        ``tissue`` | ``ffr`` | ... (a key of ``EVALUATORS``).
+        ``tissue`` | ``ffr`` | ... (a key of ``app.scenario_kinds.KINDS``).
     params : dict
         JSON-able parameters (tissue: segment, move [tx, ty, tz mm, rx, ry, rz deg], fixed, skin, model,
         voxel_mm, youngs_modulus_pa, poisson_ratio).
@@ -98,56 +81,6 @@ class Scenario:
                    dict(surfaces or {}), None if prov is None else Provenance.from_json(prov))
 
 
-@dataclass
-class ScenarioRun:
-    """What running a scenario produced, not yet stored in the case."""
-
-    results: dict
-    surfaces: dict[str, pv.PolyData]
-    provenance: Optional[Provenance]
-
-
-# -- parameters -------------------------------------------------------------
-def tissue_params(params: dict) -> dict:
-    """Complete and check tissue parameters (defaults from ``TISSUE_DEFAULTS``).
-
-    Raises
-    ------
-    InputError
-        Missing segment, a move that is not six numbers, out-of-range material.
-    """
-    unknown = set(params) - set(TISSUE_DEFAULTS)
-    if unknown:
-        raise InputError(f"tissue scenario: unknown parameter(s) {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(TISSUE_DEFAULTS)})")
-    out = {**copy.deepcopy(TISSUE_DEFAULTS), **_jsonable(params)}
-    if not out["segment"]:
-        raise InputError("tissue scenario: parameter segment (the moved bone label) is required")
-    move = out["move"]
-    if isinstance(move, str):
-        move = move.split(",")
-    try:
-        out["move"] = [float(v) for v in move]
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"tissue scenario: move {move!r}: expected six numbers tx,ty,tz,rx,ry,rz") from exc
-    if len(out["move"]) != 6 or not all(math.isfinite(v) for v in out["move"]):
-        raise InputError(f"tissue scenario: move {move!r}: expected six finite numbers tx,ty,tz,rx,ry,rz")
-    if isinstance(out["fixed"], str):
-        out["fixed"] = [n for n in out["fixed"].split(",") if n]
-    if out["model"] not in ("linear", "neohookean"):
-        raise InputError(f"tissue scenario: model {out['model']!r}: use linear or neohookean")
-    for key, lo, hi in (("voxel_mm", 0.5, 50.0), ("youngs_modulus_pa", 1e-6, 1e12), ("poisson_ratio", 0.0, 0.4999)):
-        v = float(out[key])
-        if not lo <= v <= hi:
-            raise InputError(f"tissue scenario: {key}={v} outside [{lo}, {hi}]")
-        out[key] = v
-    return out
-
-
-#: kind -> parameter checker. A kind becomes runnable when it has an evaluator.
-PARAM_CHECKS: dict[str, Callable[[dict], dict]] = {"tissue": tissue_params}
-
-
 def _check_name(case: Case, name: str, *, new: bool = True) -> str:
     name = (name or "").strip()
     if not name:
@@ -177,11 +110,11 @@ def add_scenario(case: Case, name: str, kind: str, params: dict, *, parent: str 
         Empty, reserved or duplicate name; unknown kind; bad parameters.
     """
     name = _check_name(case, name)
-    if kind not in PARAM_CHECKS:
-        raise InputError(f"scenario kind {kind!r}: unknown (known: {', '.join(PARAM_CHECKS)})")
+    if kind not in KINDS:
+        raise InputError(f"scenario kind {kind!r}: unknown (known: {', '.join(KINDS)})")
     if parent != BASELINE:
         get_scenario(case, parent)
-    scenario = Scenario(name, kind, PARAM_CHECKS[kind](params), parent)
+    scenario = Scenario(name, kind, KINDS[kind].check(params), parent)
     case.scenarios[name] = scenario
     case.changed.emit("scenario", name)
     return scenario
@@ -200,7 +133,7 @@ def branch_scenario(case: Case, source: str, name: str, changes: Optional[dict] 
 def set_scenario_params(case: Case, name: str, params: dict) -> Scenario:
     """Replace the parameters of ``name`` (results are dropped); returns the previous scenario."""
     old = get_scenario(case, name)
-    new = Scenario(old.name, old.kind, PARAM_CHECKS[old.kind](params), old.parent)
+    new = Scenario(old.name, old.kind, KINDS[old.kind].check(params), old.parent)
     case.scenarios[name] = new
     case.changed.emit("scenario", name)
     return old
@@ -260,69 +193,6 @@ def restore_scenario(case: Case, deleted: DeletedScenario) -> None:
 
 
 # -- running ------------------------------------------------------------------
-def tissue_plan_of(params: dict):
-    """``app.plan.TissuePlan`` of tissue scenario parameters."""
-    from app.plan import TissuePlan
-    from mechanics.whatif import RigidMove
-
-    p = tissue_params(params)
-    move = RigidMove(tuple(p["move"][:3]), tuple(p["move"][3:]))
-    return TissuePlan(p["segment"], move, fixed=list(p["fixed"]), skin=p["skin"], model=p["model"],
-                      voxel_mm=p["voxel_mm"], youngs_modulus_pa=p["youngs_modulus_pa"],
-                      poisson_ratio=p["poisson_ratio"])
-
-
-def skin_landmark_displacements(case: Case, skin: pv.PolyData) -> dict[str, dict]:
-    """Displacement of the case's placed landmarks that lie on the skin (within 10 mm).
-
-    Each landmark takes the displacement of its nearest original skin point.
-    """
-    if not case.landmarks:
-        return {}
-    tree = cKDTree(skin["original_points_mm"])
-    out = {}
-    for name, mark in case.landmarks.items():
-        dist, i = tree.query(np.asarray(mark.position_lps, float))
-        if dist <= SKIN_LANDMARK_MAX_MM:
-            d = skin["displacement_mm"][i]
-            out[name] = {"position_mm": list(map(float, mark.position_lps)), "displacement_mm": d.tolist(),
-                         "displacement_norm_mm": float(np.linalg.norm(d)), "distance_to_skin_mm": float(dist)}
-    return out
-
-
-def tissue_summary(max_mm: float, landmarks: dict[str, dict]) -> dict[str, float]:
-    """Outcome numbers of a tissue prediction: max skin displacement and per-landmark norms (mm)."""
-    summary = {"max_skin_displacement_mm": float(max_mm)}
-    for name, v in landmarks.items():
-        summary[f"{name}_displacement_mm"] = float(v["displacement_norm_mm"])
-    return summary
-
-
-SOLVER_KEYS = ("solver", "dofs", "degree", "iterations", "residual", "newton_iterations", "load_steps",
-               "seconds", "peak_memory_mb")
-
-
-def run_tissue_scenario(case: Case, scenario: Scenario, progress: ProgressFn, cancelled: CancelledFn) -> ScenarioRun:
-    """Soft-tissue prediction of a tissue scenario (``app.plan.run_tissue_plan``)."""
-    from app.plan import run_tissue_plan
-
-    result = run_tissue_plan(case, tissue_plan_of(scenario.params), progress=progress, cancelled=cancelled)
-    r = result.report
-    skin = result.item
-    landmarks = dict(r["landmarks"], **skin_landmark_displacements(case, skin))
-    results = {"summary": tissue_summary(r["max_skin_displacement_mm"], landmarks), "landmarks": landmarks,
-               "solver": {k: r[k] for k in SOLVER_KEYS if k in r}, "mesh": r["mesh"],
-               "segment_center_mm": r["segment_center_mm"], "seconds": r["seconds"]}
-    prov = result.provenance
-    prov.params = dict(prov.params, scenario=scenario.name)
-    prov.output_hash = hash_surface(skin)
-    return ScenarioRun(_jsonable(results), {"skin": skin}, prov)
-
-
-#: kind -> run(case, scenario, progress, cancelled) -> ScenarioRun
-EVALUATORS: dict[str, Callable[..., ScenarioRun]] = {"tissue": run_tissue_scenario}
-
-
 def evaluate_scenario(
     case: Case,
     name: str,
@@ -342,10 +212,8 @@ def evaluate_scenario(
         ``cancelled()`` became true.
     """
     scenario = get_scenario(case, name)
-    if scenario.kind not in EVALUATORS:
-        raise InputError(f"scenario {name!r}: kind {scenario.kind!r} cannot be run (no solver installed for it)")
     check_cancelled(cancelled)
-    return EVALUATORS[scenario.kind](case, scenario, progress or no_progress, cancelled)
+    return KINDS[scenario.kind].run(case, scenario, progress or no_progress, cancelled)
 
 
 def store_run(case: Case, name: str, run: ScenarioRun) -> Scenario:
@@ -423,9 +291,10 @@ def difference_map(case: Case, a: str, b: str, surface: str = "skin") -> pv.Poly
         surfaces.append(s.surfaces[surface])
     sa, sb = surfaces
     out = sb.copy()
-    dist, _ = cKDTree(sa.points).query(sb.points)
-    closest = pv.PolyData(sb.points).compute_implicit_distance(sa) if sa.n_cells else None
-    out["difference_mm"] = np.abs(closest["implicit_distance"]) if closest is not None else dist
+    if sa.n_cells:
+        out["difference_mm"] = np.abs(pv.PolyData(sb.points).compute_implicit_distance(sa)["implicit_distance"])
+    else:
+        out["difference_mm"] = cKDTree(sa.points).query(sb.points)[0]
     if "displacement_mm" in sa.point_data and "original_points_mm" in sa.point_data:
         j = cKDTree(sa["original_points_mm"]).query(sb["original_points_mm"])[1]
         out["displacement_difference_mm"] = np.linalg.norm(sb["displacement_mm"] - sa["displacement_mm"][j], axis=1)
