@@ -28,7 +28,8 @@ import numpy as np
 import pyvista as pv
 
 from imaging.errors import SegmentationError
-from imaging.lesions import Lesion, apply_stent, detect_lesions, introduce_lesion  # noqa: F401  (re-export)
+from imaging.lesions import (Lesion, apply_stent, deform_surface, detect_lesions,  # noqa: F401  (re-export)
+                             introduce_lesion)
 from imaging.ports import Port
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled, no_progress
 from imaging.vessel_tree import Branch, VesselTree  # noqa: F401  (re-export)

@@ -217,15 +217,42 @@ def _dense_centerline(tree: VesselTree, step_mm: float = 0.1):
 
 def _narrow_surface(surface: pv.PolyData, tree: VesselTree, branch: int, position_mm: float, severity: float,
                     length_mm: float) -> pv.PolyData:
+    narrowed = introduce_lesion(tree, branch, position_mm, severity, length_mm)
+    return deform_surface(surface, tree, narrowed)
+
+
+def deform_surface(surface: pv.PolyData, tree: VesselTree, new_tree: VesselTree) -> pv.PolyData:
+    """Move a lumen surface radially so its radius follows ``new_tree`` instead of ``tree``.
+
+    Each surface point moves along the line from its nearest centerline point,
+    scaled by ``r_new / r_old`` there (same topology, same branches): a lesion
+    scenario or a stent made on the tree, carried to the surface for the 3D model.
+
+    Parameters
+    ----------
+    surface : pyvista.PolyData
+        Lumen surface, mm.
+    tree, new_tree : VesselTree
+        Original and modified centerlines (same points, different radius).
+
+    Returns
+    -------
+    pyvista.PolyData
+        Deformed copy of ``surface``.
+    """
     from scipy.spatial import cKDTree
 
-    pts, bid, arc = _dense_centerline(tree)
-    dist, idx = cKDTree(pts).query(surface.points)
-    on = (bid[idx] == branch)
-    factor = np.where(on, _cosine_factor(arc[idx], position_mm, severity, length_mm), 1.0)
+    if len(tree.branches) != len(new_tree.branches):
+        raise InputError("deform_surface: the two trees must have the same branches")
+    step = 0.05 * min(float(b.radius_mm.min()) for b in tree.branches) + 0.02
+    pts, bid, arc = _dense_centerline(tree, step)
+    ratio = np.concatenate([
+        np.interp(arc[bid == i], b.arclength_mm, nb.radius_mm / b.radius_mm)
+        for i, (b, nb) in enumerate(zip(tree.branches, new_tree.branches))])
+    _, idx = cKDTree(pts).query(np.asarray(surface.points))
     out = surface.copy()
     c = pts[idx]
-    out.points = c + (np.asarray(surface.points) - c) * factor[:, None]
+    out.points = c + (np.asarray(surface.points) - c) * ratio[idx][:, None]
     return out
 
 

@@ -202,24 +202,43 @@ def solve_ffr_1d(tree: VesselTree, *, physiology: Optional[Physiology] = None,
         radius = tree.port(br.port).radius_mm if br.port else br.radius_mm[-1]
         r_out[i] = float(ph.outlet_resistances([radius])[0])
     parent = np.array([-1 if br.parent is None else br.parent for br in tree.branches])
-    # Linear start: every branch as its linear resistance; Newton on node pressures.
-    p = np.full(nb, ph.p_aortic)
-    jac = np.zeros((nb, nb))
-    for it in range(1, max_iter + 1):
+    child = parent >= 0
+    idx = np.arange(nb)
+    g_out = np.where(terminal, 1.0 / np.where(terminal, r_out, 1.0), 0.0)
+
+    def residual(p):
         p_up = np.where(parent < 0, ph.p_aortic, p[np.maximum(parent, 0)])
         q, dq = _flow_from_drop(p_up - p, a, b)
-        res = q - np.where(terminal, (p - ph.p_venous) / np.where(terminal, r_out, 1.0), 0.0)
-        jac[:] = 0.0
-        idx = np.arange(nb)
-        jac[idx, idx] = -dq - np.where(terminal, 1.0 / np.where(terminal, r_out, 1.0), 0.0)
-        child = parent >= 0
+        res = q - g_out * (p - ph.p_venous)
+        np.subtract.at(res, parent[child], q[child])
+        return res, q, dq
+
+    def jacobian(dq):
+        jac = np.zeros((nb, nb))
+        jac[idx, idx] = -dq - g_out
         jac[idx[child], parent[child]] += dq[child]
-        res[parent[child]] -= q[child]
-        jac[parent[child], idx[child]] += dq[child]
-        jac[parent[child], parent[child]] -= dq[child]
-        dp = np.linalg.solve(jac, -res)
-        p = p + dp
-        if np.max(np.abs(dp)) < tol_pa:
+        np.add.at(jac, (parent[child], idx[child]), dq[child])
+        np.add.at(jac, (parent[child], parent[child]), -dq[child])
+        return jac
+
+    # Start from the linear network (no quadratic losses), then damped Newton on mass conservation.
+    p = np.full(nb, ph.p_aortic)
+    b_full, b = b, np.zeros_like(b)
+    res, q, dq = residual(p)
+    p = p + np.linalg.solve(jacobian(dq), -res)
+    b = b_full
+    res, q, dq = residual(p)
+    for it in range(1, max_iter + 1):
+        dp = np.linalg.solve(jacobian(dq), -res)
+        norm0, alpha = np.linalg.norm(res), 1.0
+        for _ in range(40):  # backtracking: the quadratic loss makes full steps overshoot
+            res_new, q_new, dq_new = residual(p + alpha * dp)
+            if np.linalg.norm(res_new) < norm0 or alpha < 1e-9:
+                break
+            alpha *= 0.5
+        p = p + alpha * dp
+        res, q, dq = res_new, q_new, dq_new
+        if np.max(np.abs(alpha * dp)) < tol_pa:
             break
     else:
         raise SolverError(f"1D FFR Newton did not converge in {max_iter} iterations (last update "
