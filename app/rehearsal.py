@@ -174,7 +174,7 @@ def _camera(meshes: list[pv.PolyData]) -> tuple:
     radius = float(np.linalg.norm(hi - lo)) / 2.0
     look = np.array([0.5, -1.0, 0.15])
     look /= np.linalg.norm(look)
-    return (tuple(center + look * radius * 3.2), tuple(center), (0.0, 0.0, 1.0))
+    return (tuple(center + look * radius * 3.8), tuple(center), (0.0, 0.0, 1.0))
 
 
 def _tissue_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int, move_frames: int,
@@ -187,14 +187,16 @@ def _tissue_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int, move_f
     skin = next((s for s in sc.surfaces.values() if "displacement_mm" in s.point_data), None)
     if skin is None:
         raise InputError(f"--scenario {sc.name}: no predicted skin surface (point array displacement_mm)")
-    move = sc.params.get("move") or {}
-    move = RigidMove(tuple(move.get("translation_mm", (0, 0, 0))), tuple(move.get("rotation_deg", (0, 0, 0))))
+    move = sc.params.get("move") or [0.0] * 6
+    if isinstance(move, dict):  # a plan's provenance: {"translation_mm", "rotation_deg"}
+        move = [*move.get("translation_mm", (0, 0, 0)), *move.get("rotation_deg", (0, 0, 0))]
+    move = RigidMove(tuple(map(float, move[:3])), tuple(map(float, move[3:6])))
     seg_label = case.labels[segment]
     seg_mask = seg_label.array > 0
     progress(0.1, "Drawing the segment")
     seg_surface = label_surface(seg_mask, seg_label.geometry)
     solver = sc.results.get("solver") or {}
-    center = np.asarray(solver.get("segment_center_mm") or sc.params.get("segment_center_mm")
+    center = np.asarray(sc.results.get("segment_center_mm") or solver.get("segment_center_mm")
                         or seg_surface.center, float)
     progress(0.4, "Drawing the bone")
     fixed = np.zeros_like(seg_mask)
@@ -202,7 +204,7 @@ def _tissue_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int, move_f
         if name in case.labels and case.labels[name].geometry.same_grid(seg_label.geometry):
             fixed |= case.labels[name].array > 0
     fixed &= ~seg_mask
-    bone = label_surface(fixed, seg_label.geometry, decimate=0.6) if fixed.any() else None
+    bone = label_surface(fixed, seg_label.geometry, factor=3) if fixed.any() else None  # ~3 mm: 0.3 s
     before, after = (with_normals(s) for s in _skin_pair(skin))
     top = float(np.max(after["displacement_norm_mm"])) or 1.0
     moved_segment = _moved(seg_surface, move, center, 1.0)
@@ -231,22 +233,39 @@ def _tissue_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int, move_f
     return Rehearsal(sc.name, steps, scene, cam)
 
 
+def result_scalars(mesh: pv.PolyData) -> Optional[str]:
+    """The point array a result is coloured by: FFR first, then displacement, then the first scalar array."""
+    arrays = [a for a in mesh.point_data if np.asarray(mesh.point_data[a]).ndim == 1 and a != "Normals"]
+    for key in ("FFR", "displacement_norm_mm", "difference_mm"):
+        if key in arrays:
+            return key
+    return arrays[0] if arrays else None
+
+
+def _solid(mesh: pv.PolyData) -> pv.PolyData:
+    """Centerlines (lines only) as tubes of their ``Radius`` (mm) so they show in a render."""
+    if mesh.n_lines == 0 or mesh.GetNumberOfPolys():
+        return mesh
+    radius = float(np.median(mesh["Radius"])) if "Radius" in mesh.point_data else 1.0
+    return mesh.tube(radius=radius, n_sides=16)
+
+
 def _generic_rehearsal(case: Case, sc: ScenarioView, frames_per_step: int) -> Rehearsal:
-    results = [(n, s) for n, s in sc.surfaces.items() if s.n_points]
+    results = [(n, _solid(s)) for n, s in sc.surfaces.items() if s.n_points]
     if not results:
         raise InputError(f"--scenario {sc.name}: the scenario has no result surface to show")
-    base = [(n, s) for n, s in case.surfaces.items() if not n.startswith("predicted_")][:2]
-    steps = [RehearsalStep("Baseline", "The twin before the plan", frames_per_step)]
+    steps = [RehearsalStep("Baseline", "The geometry of the result, uncoloured", frames_per_step)]
     steps += [RehearsalStep(f"Result: {n}", f"{sc.kind} result {n}", frames_per_step) for n, _ in results]
 
     def scene(step: int, t: float) -> list[Layer]:
         if step == 0:
-            return [Layer(n, s, BONE_COLOR, 0.8) for n, s in base] or [Layer(n, s) for n, s in results]
+            return [Layer(n, s, BONE_COLOR) for n, s in results]
         n, s = results[step - 1]
-        arrays = [a for a in s.point_data if np.asarray(s.point_data[a]).ndim == 1]
-        return [Layer(n, s, scalars=arrays[0] if arrays else None)]
+        key = result_scalars(s)
+        clim = (min(0.5, float(np.min(s[key]))), 1.0) if key == "FFR" else None
+        return [Layer(n, s, scalars=key, clim=clim, cmap="RdYlGn" if key == "FFR" else "viridis")]
 
-    return Rehearsal(sc.name, steps, scene, _camera([s for _, s in base + results]))
+    return Rehearsal(sc.name, steps, scene, _camera([s for _, s in results]))
 
 
 def build_rehearsal(case: Case, scenario: str, *, frames_per_step: int = 8, move_frames: int = 16,

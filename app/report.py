@@ -331,8 +331,8 @@ def _scenario_section(case: Case, sc: ScenarioView, size: tuple[int, int], with_
     sec.blocks.append(Paragraph(f"Kind: {sc.kind or 'unknown'}; branched from: {sc.parent or 'baseline'}."))
     sec.blocks.append(_kv_table("Parameters", sc.params))
     if with_views and (png := _scenario_view(case, sc, size)) is not None:
-        sec.blocks.append(Figure("Predicted result", png, "Offscreen render of the scenario's result "
-                                 "(colour: displacement magnitude, mm)."))
+        what = "FFR on the centerline" if sc.kind == "ffr" else "displacement magnitude, mm"
+        sec.blocks.append(Figure("Predicted result", png, f"Offscreen render of the scenario's result (colour: {what})."))
     for png in (_histogram_png(sc), _ffr_png(sc)):
         if png is not None:
             sec.blocks.append(Figure("Plot", png))
