@@ -296,8 +296,9 @@ def apply_stent(tree: VesselTree, lesion: Lesion, length_mm: Optional[float] = N
 
 
 def _lesion_reference(s: np.ndarray, r: np.ndarray, lesion: Lesion) -> np.ndarray:
-    """Reference radius under the lesion: straight taper fitted outside the lesion."""
-    outside = (s < lesion.start_mm) | (s > lesion.end_mm)
+    """Reference radius under the lesion: straight taper fitted outside the lesion and its shoulders."""
+    margin = 0.25 * lesion.length_mm  # the lesion's shoulders reach beyond the r < 0.95 r_ref extent
+    outside = (s < lesion.start_mm - margin) | (s > lesion.end_mm + margin)
     if outside.sum() >= 2:
         ref = compute_reference_radius(s[outside], r[outside])
         a, b = np.polyfit(s[outside], ref, 1)

@@ -255,8 +255,9 @@ def solve_ffr_1d(tree: VesselTree, *, physiology: Optional[Physiology] = None,
     for les in lesions:
         s = tree.branches[les.branch].arclength_mm
         f = ffr[les.branch]
-        before = float(np.interp(les.start_mm, s, f))
-        after = float(f[min(len(s) - 1, int(np.searchsorted(s, les.end_mm, side="right")))])
+        # the points bracketing the lesion's segments (those carrying its losses)
+        before = float(f[max(0, int(np.searchsorted(s, les.start_mm, side="right")) - 1)])
+        after = float(f[min(len(s) - 1, int(np.searchsorted(s, les.end_mm, side="left")))])
         table.append(dict(les.to_json(), ffr_proximal=before, ffr_distal=after, delta_ffr=before - after))
     seconds = time.perf_counter() - t0
     report = {"model": "1d", "stenosis_model": stenosis_model, "iterations": it, "n_branches": nb,
