@@ -135,6 +135,25 @@ def register_dicom_identifiers(paths: Iterable[str | os.PathLike]) -> int:
     return IDENTIFIERS.add(values)
 
 
+def register_identifiers_under(path: str | os.PathLike, max_files: int = 20) -> int:
+    """Register the identifiers of the first DICOM file found under ``path`` (a file or folder).
+
+    Called before an import starts, so even the first log line about it (which
+    names the folder) is scrubbed. Reads at most ``max_files`` headers.
+    """
+    root = Path(path)
+    if root.is_file():
+        return register_dicom_identifiers([root])
+    tried = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            tried += 1
+            before = len(IDENTIFIERS._values)
+            if register_dicom_identifiers([Path(folder) / name]) > before or tried >= max_files:
+                return len(IDENTIFIERS._values)
+    return len(IDENTIFIERS._values)
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites each record with identifiers replaced; never drops a record."""
 

@@ -6,17 +6,21 @@ error handler); kept apart so each module stays readable.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
+from app.autosave import repair_project, save_case_checked
 from app.case import Case
+from app.logsetup import register_dicom_identifiers, register_identifiers_under
+from app.memory_guard import MemoryCheck, check_memory, import_dicom_downsampled
 from app.pipeline import DEMO_CASE, INVESALIUS_SUFFIXES, import_scan
-from app.project import load_case, save_case
+from app.project import load_case
 from app.ui.import_warnings import scan_kind
 from imaging.dicom import DicomScan, SeriesInfo, scan_dicom_folder
 from imaging.errors import InputError, TwinPlanError
@@ -25,6 +29,14 @@ from imaging.segment import HU_PRESETS, presets_for
 
 log = logging.getLogger(__name__)
 MESH_FILTERS = "STL (*.stl);;PLY (*.ply);;Wavefront OBJ (*.obj);;VTK PolyData (*.vtp)"
+
+
+@dataclass
+class TooLarge:
+    """An open step's answer when the series needs more memory than is free."""
+
+    check: MemoryCheck
+    series_uid: str
 
 
 def is_project(path: Path) -> bool:
@@ -70,27 +82,41 @@ class FileActionsMixin:
             return False
         return self._start_open(Path(path), series_uid)
 
-    def _start_open(self, src: Path, series_uid: Optional[str]) -> bool:
+    def _start_open(self, src: Path, series_uid: Optional[str], downsample: int = 1) -> bool:
         if is_project(src):
             title = f"Opening project {src.name}"
 
             def step(progress, cancelled):
                 progress(0.1, "Reading project")
+                repair_project(src)  # a save killed midway may have left the project aside
                 return load_case(src)
-        elif series_uid is not None or not src.is_dir():
+        elif not src.is_dir() and series_uid is None:
             title = f"Importing {src.name}"
 
             def step(progress, cancelled):
-                return import_scan(src, series_uid=series_uid, progress=progress, cancelled=cancelled)
+                if src.suffix.lower() not in INVESALIUS_SUFFIXES:
+                    register_dicom_identifiers([src])
+                return import_scan(src, progress=progress, cancelled=cancelled)
         else:
-            title = f"Importing {src.name}"
+            title = f"Importing {src.name}" + (f" (downsampled by {downsample})" if downsample > 1 else "")
 
             def step(progress, cancelled):
                 scan = scan_dicom_folder(src, progress=lambda f, m: progress(0.1 * f, m), cancelled=cancelled)
-                if len(scan.series) > 1:
+                if len(scan.series) > 1 and series_uid is None:
                     return scan
-                return import_scan(src, progress=lambda f, m: progress(0.1 + 0.9 * f, m), cancelled=cancelled)
+                series = scan.find(series_uid)
+                register_dicom_identifiers(series.files[:1])  # before anything could log them
+                if downsample <= 1:
+                    check = check_memory(series)
+                    if not check.fits:
+                        return TooLarge(check, series.series_uid)
+                    return import_scan(src, series_uid=series_uid, cancelled=cancelled,
+                                       progress=lambda f, m: progress(0.1 + 0.9 * f, m))
+                return import_dicom_downsampled(src, downsample, series_uid=series.series_uid, cancelled=cancelled,
+                                                progress=lambda f, m: progress(0.1 + 0.9 * f, m))
 
+        if not is_project(src) and src.suffix.lower() not in INVESALIUS_SUFFIXES:
+            register_identifiers_under(src)  # before the task's first log line names the folder
         return self.runner.run(
             title, with_presets(step),
             on_done=lambda out: self._opened(*out, src),
@@ -99,6 +125,12 @@ class FileActionsMixin:
         )
 
     def _opened(self, result: Case | DicomScan, presets: Optional[dict], src: Path) -> None:
+        if isinstance(result, TooLarge):
+            if self.confirm_downsample(result.check):
+                self._start_open(src, result.series_uid, downsample=result.check.factor)
+            else:
+                self.statusBar().showMessage(f"Not loaded: {src.name} needs more memory than is free", 10000)
+            return
         if isinstance(result, DicomScan):
             uid = self.choose_series(result.series)
             if uid is None:
@@ -130,6 +162,12 @@ class FileActionsMixin:
         self.statusBar().showMessage(message, 15000)
         for warning in warnings:
             log.warning("%s: %s", src.name, warning)
+
+    def confirm_downsample(self, check: MemoryCheck) -> bool:
+        """Ask before loading a volume larger than free memory allows (tests replace this)."""
+        answer = QMessageBox.question(self, "Not enough memory", check.message(),
+                                      QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Yes)
+        return answer == QMessageBox.Yes
 
     def show_import_warnings(self) -> None:
         """Show the warnings box without blocking (it stays until closed)."""
@@ -198,7 +236,7 @@ class FileActionsMixin:
 
         def step(progress, cancelled):
             progress(0.1, "Writing project")
-            return save_case(case, path)
+            return save_case_checked(case, path)  # disk full / read-only: a clear InputError
 
         def done(target: Path):
             self.project_path = target

@@ -23,14 +23,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         Command-line arguments without the program name (default ``sys.argv[1:]``).
     """
     args = _parse(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.logsetup import setup_logging
+
+    # Rotating file under the user's data folder; every record scrubbed of patient identifiers.
+    log_file = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     from app.ui.main_window import MainWindow
     from app.ui.theme import apply_dark_theme
 
+    # Qt 6 scales by the screen's device pixel ratio; pass fractional factors (125 %, 150 %)
+    # through unrounded so text and the VTK views get the monitor's real resolution.
+    QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "twinplan-gui"])
+    logging.getLogger(__name__).info("TwinPlan GUI started; log file %s", log_file)
     app.setApplicationName("TwinPlan")
     app.setOrganizationName("TwinPlan")
     apply_dark_theme(app)
@@ -48,6 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     window.show()
     if args.path:
         window.open_path(args.path)
+    else:
+        QTimer.singleShot(0, window.autosave.offer_recovery)  # after a crash: offer the autosave
     try:
         return app.exec()
     finally:

@@ -66,6 +66,8 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
         self.recent = RecentFiles(self.settings, self)
         self._layout_mode = "four-up"
         self._closed = False
+        self.close_hooks: list = []  # called after a confirmed close (extensions add theirs)
+        self.case_hooks: list = []  # called with the new case (or None) at the end of set_case
 
         self.views = LinkedSliceViews(self)
         self.scene = Scene3D()
@@ -187,6 +189,8 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
         self._refresh_labels()
         self.views.set_preview(self.seg_panel.preview_range())
         self._update_title()
+        for hook in self.case_hooks:
+            hook(case)
 
     def _on_case_changed(self, kind: str, name: str) -> None:
         case = self.case
@@ -317,6 +321,8 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
     def set_layout(self, mode: str) -> None:
         """``four-up`` or one of ``axial``/``coronal``/``sagittal``/``3d`` maximised."""
         self._layout_mode = mode
+        if hasattr(self, "welcome"):
+            self.welcome.show_views()  # choosing a layout means the user wants the views
         for name, view in self.views.views.items():
             view.setVisible(mode in ("four-up", name))
         self.scene.setVisible(mode in ("four-up", "3d"))
@@ -381,7 +387,7 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
         return answer == QMessageBox.Discard
 
     def show_shortcuts(self) -> None:
-        box = QMessageBox(QMessageBox.NoIcon, "Keyboard shortcuts", shortcuts_html(), QMessageBox.Close, self)
+        box = QMessageBox(QMessageBox.NoIcon, "Keyboard shortcuts", shortcuts_html(self), QMessageBox.Close, self)
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.open()
 
@@ -418,4 +424,6 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
         self.undo_stack.cleanChanged.disconnect(self._update_title)
         self.scene.close()
         self._closed = True
+        for hook in self.close_hooks:
+            hook()
         event.accept()

@@ -83,6 +83,8 @@ def _action(window, text: str, slot: Callable, shortcut=None, tip: str = "") -> 
         action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
     if tip:
         action.setStatusTip(tip)
+    keys = action.shortcut().toString(QKeySequence.NativeText)
+    action.setToolTip((tip or text.replace("&", "").rstrip(".")) + (f" ({keys})" if keys else ""))
     action.triggered.connect(lambda _checked=False: slot())
     return action
 
@@ -97,19 +99,24 @@ def build_menus(w: "MainWindow") -> dict[str, QAction]:
     a["open_project"] = _action(w, "Open &project...", w.open_project_dialog, "Ctrl+Shift+O",
                                 "Open a TwinPlan project folder (.twin)")
     a["open_demo"] = _action(w, "Open d&emo case", w.open_demo, tip="The Cranium head CT")
-    a["save"] = _action(w, "&Save project", w.save_project, QKeySequence.Save)
-    a["save_as"] = _action(w, "Save project &as...", w.save_project_as, "Ctrl+Shift+S")
+    a["save"] = _action(w, "&Save project", w.save_project, QKeySequence.Save,
+                        "Save the case to its .twin project folder")
+    a["save_as"] = _action(w, "Save project &as...", w.save_project_as, "Ctrl+Shift+S",
+                           "Save the case to a new .twin project folder")
     a["export_mesh"] = _action(w, "&Export mesh...", w.export_mesh, "Ctrl+E",
                                "Write a surface as STL, PLY, OBJ or VTP (LPS mm)")
-    a["screenshot"] = _action(w, "Save screens&hot...", w.save_screenshot_dialog)
-    a["quit"] = _action(w, "&Quit", w.close, QKeySequence.Quit)
-    a["cancel"] = _action(w, "Cancel task", w.runner.cancel, "Esc")
+    a["screenshot"] = _action(w, "Save screens&hot...", w.save_screenshot_dialog,
+                              tip="Save the window, 3D view included, as a PNG image")
+    a["quit"] = _action(w, "&Quit", w.close, QKeySequence.Quit, "Close TwinPlan (asks about unsaved changes)")
+    a["cancel"] = _action(w, "Cancel task", w.runner.cancel, "Esc", "Stop the running task; nothing changes")
     w.addAction(a["cancel"])
 
     undo = w.undo_stack.createUndoAction(w, "&Undo")
     undo.setShortcuts([QKeySequence("Ctrl+Z")])
     redo = w.undo_stack.createRedoAction(w, "&Redo")
     redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+    undo.setToolTip("Undo the last segmentation or mesh step (Ctrl+Z)")
+    redo.setToolTip("Redo the step just undone (Ctrl+Shift+Z)")
     a["undo"], a["redo"] = undo, redo
 
     file_menu = w.menuBar().addMenu("&File")
@@ -132,14 +139,15 @@ def build_menus(w: "MainWindow") -> dict[str, QAction]:
     view_menu = w.menuBar().addMenu("&View")
     wl_menu = view_menu.addMenu("&Window/level")
     for n, (text, key) in enumerate(list(WL_CHOICES.items())[:5]):
-        act = _action(w, text, lambda t=text: w.wl_combo.setCurrentText(t), f"Ctrl+{n + 1}")
+        act = _action(w, text, lambda t=text: w.wl_combo.setCurrentText(t), f"Ctrl+{n + 1}",
+                      f"Window/level preset {text}")
         wl_menu.addAction(act)
     a["volume_rendering"] = _action(w, "&Volume rendering", w.toggle_volume_rendering, "Ctrl+R")
     view_menu.addAction(a["volume_rendering"])
     layout_menu = view_menu.addMenu("&Layout")
     for n, mode in enumerate(("four-up", "axial", "coronal", "sagittal", "3d")):
         act = _action(w, mode.capitalize() if mode != "3d" else "3D", lambda m=mode: w.set_layout(m),
-                      f"F{6 + n}")
+                      f"F{6 + n}", "Show all four views" if mode == "four-up" else f"Maximise the {mode} view")
         layout_menu.addAction(act)
         a[f"layout_{mode}"] = act
     view_menu.addSeparator()
@@ -149,15 +157,19 @@ def build_menus(w: "MainWindow") -> dict[str, QAction]:
     plan_menu = w.menuBar().addMenu("&Plan")
     a["plan_panel"] = _action(w, "Soft-tissue &plan panel", w.focus_plan_panel, "Ctrl+P",
                               "Move a bone segment and see the predicted skin")
-    a["plan_prepare"] = _action(w, "P&repare live prediction", w.prepare_live_plan)
-    a["plan_refine"] = _action(w, "Re&fine (neo-Hookean)", w.refine_plan)
+    a["plan_prepare"] = _action(w, "P&repare live prediction", w.prepare_live_plan,
+                                tip="Mesh the soft tissue and solve the unit responses for live what-if")
+    a["plan_refine"] = _action(w, "Re&fine (neo-Hookean)", w.refine_plan,
+                               tip="Re-solve the current move with the nonlinear (neo-Hookean) model")
     a["plan_apply"] = _action(w, "&Apply prediction", w.apply_plan, tip="Store the predicted skin in the case")
     for key in ("plan_panel", "plan_prepare", "plan_refine", "plan_apply"):
         plan_menu.addAction(a[key])
 
     help_menu = w.menuBar().addMenu("&Help")
-    a["shortcuts"] = _action(w, "&Keyboard shortcuts", w.show_shortcuts, QKeySequence.HelpContents)
-    a["about"] = _action(w, "&About TwinPlan", w.show_about)
+    a["shortcuts"] = _action(w, "&Keyboard shortcuts", w.show_shortcuts, QKeySequence.HelpContents,
+                             "Every keyboard shortcut and mouse gesture")
+    a["about"] = _action(w, "&About TwinPlan", w.show_about,
+                         tip="Version of TwinPlan and of the libraries it runs on (VTK, dolfinx, Qt)")
     help_menu.addAction(a["shortcuts"])
     help_menu.addAction(a["about"])
 
@@ -216,10 +228,34 @@ def window_level_for(choice: str, array) -> tuple[float, float] | None:
     return None
 
 
-def shortcuts_html() -> str:
-    """Help > Keyboard shortcuts as an HTML table."""
-    rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
-    return f"<table>{rows}</table>"
+def menu_shortcuts(window) -> list[tuple[str, str]]:
+    """(keys, "Menu > Command") of every menu command with a shortcut, extensions included."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(menu: QMenu, path: str) -> None:
+        for act in menu.actions():
+            if act.menu() is not None:
+                walk(act.menu(), f"{path} > {act.text().replace('&', '')}")
+            elif not act.isSeparator():
+                keys = ", ".join(k.toString(QKeySequence.NativeText) for k in act.shortcuts())
+                if keys:
+                    rows.append((keys, f"{path} > {act.text().replace('&', '').rstrip('.')}"))
+
+    for top in window.menuBar().actions():
+        if top.menu() is not None:
+            walk(top.menu(), top.text().replace("&", ""))
+    return rows
+
+
+def shortcuts_html(window=None) -> str:
+    """Help > Keyboard shortcuts as an HTML table (every menu command of ``window`` too)."""
+    def table(items) -> str:
+        return "<table>" + "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in items) + "</table>"
+
+    html = "<h4>Views and mouse</h4>" + table(SHORTCUTS)
+    if window is not None:
+        html += "<h4>Menu commands</h4>" + table(menu_shortcuts(window))
+    return html
 
 
 def _dist_version(*names: str) -> str:
