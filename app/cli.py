@@ -21,7 +21,7 @@ log = logging.getLogger("twinplan")
 
 #: Modules adding subcommands: each defines ``register(subparsers)``.
 EXTENSIONS = ("app.cli_pacs", "app.cli_export", "app.cli_fusion", "app.cli_edit", "app.cli_tissue", "app.cli_landmarks",
-              "app.cli_report", "app.cli_ffr", "app.cli_scenario")
+              "app.cli_report", "app.cli_thread", "app.cli_ffr", "app.cli_scenario")
 
 
 class _Parser(argparse.ArgumentParser):

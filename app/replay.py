@@ -76,12 +76,18 @@ def _imported(ctx: ReplayContext, prov: Provenance) -> Case:
     path = prov.params.get("path")
     if not path:
         raise InputError(f"{prov.operation}: no source path recorded; cannot replay")
-    key = f"{path}|{prov.params.get('series_uid')}"
+    key = f"{path}|{prov.params.get('series_uid')}|{prov.params.get('downsample', 1)}"
     if key not in ctx.sources:
         if not Path(path).exists():
             raise InputError(f"{path}: raw input of the case is missing (recorded by {prov.operation}); "
                              f"restore it to replay")
-        ctx.sources[key] = import_scan(path, series_uid=prov.params.get("series_uid"))
+        factor = int(prov.params.get("downsample", 1))
+        if factor > 1:  # imported through the memory guard, downsampled
+            from app.memory_guard import import_dicom_downsampled
+
+            ctx.sources[key] = import_dicom_downsampled(path, factor, series_uid=prov.params.get("series_uid"))
+        else:
+            ctx.sources[key] = import_scan(path, series_uid=prov.params.get("series_uid"))
     imported = ctx.sources[key]
     recorded = {r["id"]: r["hash"] for r in prov.inputs if r["id"].startswith("file:")}
     now = {r["id"]: r["hash"] for p in imported.provenance.values() for r in p.inputs}
@@ -159,6 +165,34 @@ def _edit(ctx, prov, name):
     return out
 
 
+def _new_label(ctx, prov, name):
+    from imaging.volume import LabelInfo, LabelMap, default_color
+
+    volume = ctx.input_item(prov)
+    return LabelMap(np.zeros(volume.array.shape, np.uint8), volume.geometry,
+                    {1: LabelInfo(name, default_color(name, len(ctx.case.labels)))})
+
+
+def _region_grow(ctx, prov, name):
+    from imaging.segment_tools import region_grow
+
+    p = prov.params
+    return region_grow(ctx.input_item(prov), p["seed_lps"], hu_range=tuple(p["hu_range"]), name=name)
+
+
+def _split_gui(ctx, prov, name):
+    from imaging.segment_tools import split_by_plane
+    from imaging.volume import LabelInfo
+
+    p = prov.params
+    parts = split_by_plane(ctx.input_item(prov), p["point_lps"], p["normal_lps"], kerf_mm=p["kerf_mm"])
+    # The GUI split records no side: the part whose content the record names is this item.
+    side = next((i for i, part in enumerate(parts) if part.content_hash() == prov.output_hash), 0)
+    part = parts[side]
+    part.labels = {v: LabelInfo(name, i.color) if v == 1 else i for v, i in part.labels.items()}
+    return part
+
+
 def _tissue(ctx, prov, name):
     from app.plan import TissuePlan, run_tissue_plan
     from mechanics.whatif import RigidMove
@@ -197,11 +231,13 @@ OPERATIONS: dict[str, ReplayOp] = {
     "mesh_labelmap": ReplayOp(_mesh),
     **{f"edit_{op}": ReplayOp(_edit) for op in ("grow", "islands", "paint", "erase", "morph", "fill", "combine",
                                                 "split", "scissors")},
+    "new_label": ReplayOp(_new_label),
+    "region_grow": ReplayOp(_region_grow),
+    "split_by_plane": ReplayOp(_split_gui),
     "tissue_linear": ReplayOp(_tissue, TISSUE_TOL_MM, "FE solve, CG rtol 1e-9: within 1e-6 mm"),
     "tissue_neohookean": ReplayOp(_tissue, TISSUE_TOL_MM, "FE Newton solve, CG rtol 1e-9: within 1e-6 mm"),
     "followup_register": ReplayOp(_followup("register"), REGISTRATION_TOL_HU,
                                   "MI registration (seeded sampling, threaded metric): within 1 HU"),
-    "followup_segment": ReplayOp(_followup("segment")),
     "transfer_displacement": ReplayOp(_followup("transfer"), TISSUE_TOL_MM, "follows the FE prediction"),
     "followup_distance": ReplayOp(_followup("distance"), 1e-3, "follows registration: within 1e-3 mm"),
 }
@@ -209,12 +245,23 @@ OPERATIONS: dict[str, ReplayOp] = {
 
 # -- comparison ------------------------------------------------------------------
 def compare_items(kind: str, a, b) -> tuple[bool, Optional[float]]:
-    """(bit-identical, largest absolute difference) of two items; None when not comparable (shape)."""
+    """(bit-identical, largest absolute difference) of two items; None when not comparable (shape).
+
+    Surfaces compare points, faces and the point arrays both carry
+    (displacements, distances).
+    """
     if kind == "surface":
-        same = hash_surface(a) == hash_surface(b)
         if a.n_points != b.n_points or not np.array_equal(np.asarray(a.faces), np.asarray(b.faces)):
             return False, None
+        same = hash_surface(a) == hash_surface(b)
         diff = float(np.abs(np.asarray(a.points, float) - np.asarray(b.points, float)).max()) if a.n_points else 0.0
+        for key in sorted(set(a.point_data.keys()) & set(b.point_data.keys())):
+            x, y = np.asarray(a.point_data[key]), np.asarray(b.point_data[key])
+            if x.shape != y.shape:
+                return False, None
+            if x.size and np.issubdtype(x.dtype, np.number):
+                same = same and np.array_equal(x, y)
+                diff = max(diff, float(np.nanmax(np.abs(x.astype(float) - y.astype(float)))))
         return same, diff
     same = a.content_hash() == b.content_hash()
     if a.array.shape != b.array.shape or not a.geometry.same_grid(b.geometry):
