@@ -59,7 +59,7 @@ class Lesion:
 
 
 def compute_reference_radius(s_mm: np.ndarray, radius_mm: np.ndarray, *, exclude_below: float = 0.9,
-                             iterations: int = 8) -> np.ndarray:
+                             iterations: int = 8, use: Optional[np.ndarray] = None) -> np.ndarray:
     """Healthy (reference) radius along a branch, interpolated under narrowings.
 
     A straight line in arc length (vessel taper) is fitted to the radius, the
@@ -74,6 +74,8 @@ def compute_reference_radius(s_mm: np.ndarray, radius_mm: np.ndarray, *, exclude
         Points with ``r < exclude_below * r_ref`` do not inform the reference.
     iterations : int
         Maximum refits.
+    use : ndarray of bool, optional
+        Points allowed to inform the fit (e.g. not the flare at a bifurcation).
 
     Returns
     -------
@@ -82,7 +84,8 @@ def compute_reference_radius(s_mm: np.ndarray, radius_mm: np.ndarray, *, exclude
     """
     s = np.asarray(s_mm, float)
     r = np.asarray(radius_mm, float)
-    keep = np.ones(len(r), bool)
+    allowed = np.ones(len(r), bool) if use is None or np.sum(use) < 3 else np.asarray(use, bool)
+    keep = allowed.copy()
     ref = np.full(len(r), np.median(r))
     for _ in range(iterations):
         if keep.sum() >= 3 and np.ptp(s[keep]) > 0:
@@ -90,7 +93,7 @@ def compute_reference_radius(s_mm: np.ndarray, radius_mm: np.ndarray, *, exclude
             ref = a * s + b
         else:
             ref = np.full(len(r), np.median(r[keep]) if keep.any() else np.median(r))
-        new_keep = r >= exclude_below * ref
+        new_keep = allowed & (r >= exclude_below * ref)
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
@@ -124,7 +127,7 @@ def detect_lesions(tree: VesselTree, *, min_stenosis: float = 0.3, shoulder: flo
     found = []
     for bi, b in enumerate(tree.branches):
         s, r = b.arclength_mm, b.radius_mm
-        ref = compute_reference_radius(s, r)
+        ref = compute_reference_radius(s, r, use=_away_from_junctions(b))
         low = r < shoulder * ref
         i = 0
         while i < len(r):
@@ -141,6 +144,17 @@ def detect_lesions(tree: VesselTree, *, min_stenosis: float = 0.3, shoulder: flo
             i = j + 1
     found.sort(key=lambda les: -les.diameter_stenosis)
     return found
+
+
+def _away_from_junctions(b, radii: float = 1.5) -> np.ndarray:
+    """Points farther than ``radii`` local radii from a bifurcation: the flare there is not the vessel's size."""
+    s = b.arclength_mm
+    use = np.ones(len(s), bool)
+    if b.parent is not None:
+        use &= s > radii * b.radius_mm[0]
+    if b.children:
+        use &= s < s[-1] - radii * b.radius_mm[-1]
+    return use
 
 
 def _cosine_factor(s: np.ndarray, center: float, severity: float, length: float) -> np.ndarray:
@@ -288,19 +302,20 @@ def apply_stent(tree: VesselTree, lesion: Lesion, length_mm: Optional[float] = N
     s = b.arclength_mm
     inside = np.abs(s - lesion.throat_mm) <= L / 2.0
     if diameter_mm is None:
-        new = _lesion_reference(s, b.radius_mm, lesion)
+        new = _lesion_reference(b, lesion)
     else:
         new = np.full(len(s), diameter_mm / 2.0)
     b.radius_mm = np.where(inside, np.maximum(b.radius_mm, new), b.radius_mm)
     return out
 
 
-def _lesion_reference(s: np.ndarray, r: np.ndarray, lesion: Lesion) -> np.ndarray:
+def _lesion_reference(b, lesion: Lesion) -> np.ndarray:
     """Reference radius under the lesion: straight taper fitted outside the lesion and its shoulders."""
     margin = 0.25 * lesion.length_mm  # the lesion's shoulders reach beyond the r < 0.95 r_ref extent
+    s, r = b.arclength_mm, b.radius_mm
     outside = (s < lesion.start_mm - margin) | (s > lesion.end_mm + margin)
     if outside.sum() >= 2:
-        ref = compute_reference_radius(s[outside], r[outside])
+        ref = compute_reference_radius(s[outside], r[outside], use=_away_from_junctions(b)[outside])
         a, b = np.polyfit(s[outside], ref, 1)
         return a * s + b
     return np.full(len(s), lesion.reference_radius_mm)

@@ -306,8 +306,9 @@ def _ports_from_medial_tips(surface: pv.PolyData, min_length_radii: float = 3.0)
         path = [cand]
         while path[-1] not in tree_nodes and pred[path[-1]] >= 0:
             path.append(int(pred[path[-1]]))
-        r_attach = np.max(g.radius[path]) if len(tips) == 1 else g.radius[path[-1]]
-        if dist_tree[cand] < min_length_radii * r_attach:
+        r_attach = g.radius[start] if len(tips) == 1 else g.radius[path[-1]]
+        euclid = np.min(np.linalg.norm(g.points[list(tree_nodes)] - g.points[cand], axis=1))
+        if min(dist_tree[cand], euclid) < min_length_radii * r_attach:
             break
         tips.append(cand)
         tree_nodes.update(path)
