@@ -234,6 +234,34 @@ class LivePlan:
         return out
 
 
+class SkinDistance:
+    """Signed distance (mm) from points to the original skin: + outward, - inward.
+
+    The distance map surgeons read after a plan: unlike the displacement, it
+    ignores sliding along the skin. Measured to the tangent plane at the
+    nearest original skin point (exact to within the surface's curvature over
+    one element). Outward is away from the skin's centroid: the FE skin is an
+    open shell, cut at the field of view. Built once per skin; each call is a
+    k-d tree query (milliseconds), fast enough while dragging.
+    """
+
+    def __init__(self, original: pv.PolyData) -> None:
+        surface = pv.PolyData(np.asarray(original.points, float), np.asarray(original.faces))
+        oriented = surface.compute_normals(cell_normals=False, point_normals=True, consistent_normals=True,
+                                           split_vertices=False, auto_orient_normals=False)
+        self.points = np.asarray(oriented.points)
+        self.normals = np.asarray(oriented.point_data["Normals"])
+        if np.mean(np.sum((self.points - self.points.mean(axis=0)) * self.normals, axis=1)) < 0:
+            self.normals = -self.normals
+        self.tree = cKDTree(self.points)
+
+    def __call__(self, points_mm: np.ndarray) -> np.ndarray:
+        """Signed distances (n,) mm of ``points_mm`` (n, 3)."""
+        p = np.asarray(points_mm, float)
+        nearest = self.tree.query(p)[1]
+        return np.einsum("ij,ij->i", p - self.points[nearest], self.normals[nearest])
+
+
 def _skin_surface(tm, node_u: np.ndarray) -> pv.PolyData:
     from mechanics.tissue_mesh import SKIN_TAG
 

@@ -120,6 +120,7 @@ class Scene3D(QWidget):
         self._render_timer.setInterval(0)
         self._render_timer.timeout.connect(self._render_now)
         self.volume_mapper_mode = ""  # "gpu" or "cpu" once volume rendering was used
+        self.side_renderer: Optional[vtk.vtkRenderer] = None  # left half in split view
 
     # -- volume and slice planes ---------------------------------------------
     def set_volume(self, volume: Optional[Volume]) -> None:
@@ -298,6 +299,35 @@ class Scene3D(QWidget):
     def _render_now(self) -> None:
         if self.plotter.render_window is not None:
             self.plotter.render()
+
+    # -- split view -----------------------------------------------------------
+    def set_split(self, split: bool) -> Optional[vtk.vtkRenderer]:
+        """Split the view: a second renderer on the left half, sharing the camera (linked views).
+
+        The main renderer (everything added through ``plotter``) takes the right
+        half. Returns the left renderer (None when unsplit); callers add their
+        own actors to it and remove them before unsplitting.
+        """
+        main = self.plotter.renderer
+        window = self.plotter.render_window
+        if split and self.side_renderer is None:
+            side = vtk.vtkRenderer()
+            side.SetViewport(0.0, 0.0, 0.5, 1.0)
+            side.SetActiveCamera(main.GetActiveCamera())  # one camera: rotating either rotates both
+            side.GradientBackgroundOn()
+            side.SetBackground(*pv.Color(BACKGROUND[0]).float_rgb)
+            side.SetBackground2(*pv.Color(BACKGROUND[1]).float_rgb)
+            side.SetLayer(0)
+            main.SetViewport(0.5, 0.0, 1.0, 1.0)
+            window.AddRenderer(side)
+            self.side_renderer = side
+        elif not split and self.side_renderer is not None:
+            self.side_renderer.RemoveAllViewProps()
+            window.RemoveRenderer(self.side_renderer)
+            self.side_renderer = None
+            main.SetViewport(0.0, 0.0, 1.0, 1.0)
+        self.request_render()
+        return self.side_renderer
 
     # -- camera and output ---------------------------------------------------
     def reset_camera(self, direction: str = "anterior") -> None:

@@ -17,15 +17,18 @@ from typing import Any, Optional
 
 import numpy as np
 import pyvista as pv
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from app.case import Case, Provenance
 from app.pipeline import StepResult
-from app.plan import LivePlan, TissuePlan, _inputs, _landmarks, _params, build_live_plan, plan_case, run_tissue_plan
+from app.plan import (LivePlan, SkinDistance, TissuePlan, _inputs, _landmarks, _params, build_live_plan, plan_case,
+                      run_tissue_plan)
 from app.ui.commands import ApplyStepCommand
 from imaging.errors import InputError
-from mechanics.process_runner import run_in_process
+from mechanics.process_runner import run_in_process, set_preload, warm_up
+from viewer.plan_gizmo import SegmentGizmo
 
 log = logging.getLogger(__name__)
 #: Run the solves in a worker process (False: on the worker thread, e.g. for stubbed steps in tests).
@@ -79,6 +82,19 @@ def move_matrix(move, center: np.ndarray) -> np.ndarray:
     return m
 
 
+def move_values(matrix: np.ndarray, center: np.ndarray) -> tuple[float, ...]:
+    """(tx, ty, tz mm, rx, ry, rz deg) of a rigid 4 x 4 matrix, as a move about ``center``.
+
+    x -> R x + b is x -> R (x - c) + c + t with t = R c + b - c; the angles are
+    extrinsic x, y, z like ``RigidMove``.
+    """
+    R, b = np.asarray(matrix, float)[:3, :3], np.asarray(matrix, float)[:3, 3]
+    c = np.asarray(center, float)
+    t = R @ c + b - c
+    angles = Rotation.from_matrix(R).as_euler("xyz", degrees=True)
+    return tuple(float(v) for v in (*t, *angles))
+
+
 @dataclasses.dataclass
 class LiveState:
     """The prepared live prediction and what it was prepared from."""
@@ -91,6 +107,8 @@ class LiveState:
     predicted: Optional[pv.PolyData] = None
     landmarks: dict = dataclasses.field(default_factory=dict)
     refined: Optional[tuple[tuple[float, ...], StepResult, float]] = None  # (move, result, max diff mm)
+    distance: Optional[SkinDistance] = None  # to the original skin, built on first use
+    refined_shown: Optional[tuple[float, ...]] = None  # the move whose neo-Hookean skin the view shows
 
 
 class PlanActionsMixin:
@@ -102,10 +120,15 @@ class PlanActionsMixin:
         panel = self.plan_panel
         panel.prepare_requested.connect(self._on_prepare_clicked)
         panel.move_changed.connect(self.set_plan_move)
-        panel.view_changed.connect(self.plan_overlay.set_mode)
+        panel.view_changed.connect(self._on_plan_view)
         panel.smooth_toggled.connect(self.plan_overlay.set_smooth)
         panel.refine_requested.connect(self.refine_plan)
         panel.apply_requested.connect(self.apply_plan)
+        self.plan_gizmo = SegmentGizmo(self.scene, self._on_gizmo_move, self._on_gizmo_release)
+        self._refine_pending = False
+        self.runner.finished.connect(self._start_pending_refine)
+        set_preload(["app.plan"])
+        warm_up()  # the worker-process server imports in the background, before the first solve
 
     def focus_plan_panel(self) -> None:
         """Show and raise the plan dock; focus its first field (Ctrl+P)."""
@@ -185,6 +208,8 @@ class PlanActionsMixin:
         self.plan_overlay.show_skin(live.base, smooth=self.plan_panel.smooth.isChecked())
         self.plan_overlay.set_mode(*self.plan_panel.view_settings())
         self._show_plan_segment()
+        self.plan_gizmo.place(self._segment_bounds())
+        self._update_gizmo()
         dofs = live.responses.report.get("dofs", 0)
         fixed = ", ".join(state.plan.fixed) or "none"
         self.plan_panel.set_ready(
@@ -194,6 +219,51 @@ class PlanActionsMixin:
         self.set_plan_move(self.plan_panel.move_values())
         self.statusBar().showMessage(
             f"Live prediction ready ({state.prepared_s:.1f} s): move the {state.plan.segment} in the Plan panel", 10000)
+
+    def _segment_bounds(self) -> tuple[float, ...]:
+        """Bounds (mm) of the unmoved segment: its surface, else its soft-tissue interface."""
+        state = self.plan_state
+        surface = self.case.surfaces.get(state.plan.segment)
+        if surface is not None and surface.n_points:
+            return tuple(surface.bounds)
+        from mechanics.tissue_mesh import FIRST_BONE_TAG
+
+        mesh = state.live.mesh
+        p = mesh.points[mesh.nodes_on(FIRST_BONE_TAG)]
+        lo, hi = p.min(axis=0), p.max(axis=0)
+        return (lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])
+
+    def _update_gizmo(self) -> None:
+        """The gizmo shows whenever the planned place of the segment does."""
+        self.plan_gizmo.set_enabled(self.plan_state is not None and self.plan_overlay.mode != "before")
+
+    def _on_plan_view(self, mode: str, opacity: float) -> None:
+        self.plan_overlay.set_mode(mode, opacity)
+        self._update_gizmo()
+        if mode == "distance" and self.plan_state is not None:
+            self.set_plan_move(self.plan_state.values)  # the distances are computed only when shown
+
+    def _on_gizmo_move(self, matrix: np.ndarray) -> None:
+        """The user drags the gizmo: show the prediction for the move it makes."""
+        state = self.plan_state
+        if state is None:
+            return
+        names = [name for name in self.plan_panel.move_spins]
+        self.plan_panel.set_move(**dict(zip(names, move_values(matrix, state.live.center))))
+
+    def _on_gizmo_release(self) -> None:
+        """On release, refine with neo-Hookean in the background if the panel asks for it."""
+        if self.plan_state is not None and self.plan_panel.refine_on_release.isChecked():
+            if self.runner.busy and self.runner.title.startswith("Refining"):
+                self._refine_pending = True  # restart for the newest move once the old run stops
+                self.runner.cancel()
+            else:
+                self.refine_plan()
+
+    def _start_pending_refine(self, _state: str) -> None:
+        if self._refine_pending:
+            self._refine_pending = False
+            QTimer.singleShot(0, self.refine_plan)
 
     def _show_plan_segment(self) -> None:
         """Draw the case surface of the segment (if any) at its planned place."""
@@ -217,6 +287,7 @@ class PlanActionsMixin:
         state = self.plan_state
         self.plan_state = None
         self.plan_overlay.clear()
+        self.plan_gizmo.clear()
         self.plan_panel.set_ready(None)
         if state is not None and self.case is not None and state.plan.segment in self.case.surfaces:
             name = state.plan.segment
@@ -244,8 +315,15 @@ class PlanActionsMixin:
         predicted = state.live.skin(move)
         state.values, state.predicted = values, predicted
         state.landmarks = _landmarks(predicted, state.live.center)
+        if self.plan_overlay.mode == "distance":
+            if state.distance is None:
+                state.distance = SkinDistance(state.live.base)
+            predicted["distance_mm"] = state.distance(predicted.points)
         self.plan_overlay.update_skin(predicted)
-        self.plan_overlay.set_segment_matrix(move_matrix(move, state.live.center))
+        matrix = move_matrix(move, state.live.center)
+        self.plan_overlay.set_segment_matrix(matrix)
+        if not self.plan_gizmo.dragging:  # while dragging, the gizmo leads
+            self.plan_gizmo.set_matrix(matrix)
         self.plan_panel.show_prediction(float(predicted["displacement_norm_mm"].max()), state.landmarks)
         self._show_refine_state()
 
@@ -266,6 +344,7 @@ class PlanActionsMixin:
             linear = state.live.skin_displacement(plan.move)
             diff = float(np.linalg.norm(_on_points(result.item, state.live.base) - linear, axis=1).max())
             state.refined = (values, result, diff)
+            state.refined_shown = None
             self._show_refine_state()
             self.statusBar().showMessage(f"Neo-Hookean prediction ready ({result.report.get('seconds', 0):.0f} s)",
                                          10000)
@@ -280,6 +359,15 @@ class PlanActionsMixin:
             return
         values, result, diff = state.refined
         current = values == state.values
+        if not current:
+            self.plan_overlay.set_refined(None)
+            state.refined_shown = None
+        elif state.refined_shown != values:
+            base = state.live.base
+            u_nh = _on_points(result.item, base)
+            u_lin = state.live.skin_displacement(rigid_move(values))
+            self.plan_overlay.set_refined(base["original_points_mm"] + u_nh, np.linalg.norm(u_nh - u_lin, axis=1))
+            state.refined_shown = values
         text = (f"Neo-Hookean: max {result.report['max_skin_displacement_mm']:.2f} mm; "
                 f"differs from linear by up to {diff:.2f} mm")
         self.plan_panel.refine_info.setText(text + ("" if current else " (for an earlier move)"))

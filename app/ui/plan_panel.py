@@ -48,7 +48,9 @@ MOVE_FIELDS = (
 SLIDER_STEPS_PER_UNIT = 10  # sliders move in 0.1 mm / 0.1 deg
 DEFAULT_ELEMENT_MM = 6.0  # coarser than the CLI's 4 mm: the GUI favours a quick preparation
 LANDMARK_NAMES = {"pronasale": "Nose tip", "soft_tissue_over_segment": "Over segment"}
-VIEW_MODES = {"Predicted (after)": "after", "Original (before)": "before"}
+VIEW_MODES = {"Predicted (after)": "after", "Original (before)": "before",
+              "Before | after (side by side)": "side", "Distance to original skin": "distance",
+              "Linear | neo-Hookean (difference)": "compare"}
 
 
 class PlanPanel(QWidget):
@@ -123,7 +125,8 @@ class PlanPanel(QWidget):
         self.move_sliders: dict[str, QSlider] = {}
         self.move_box = QGroupBox("Move segment")
         self.move_box.setToolTip("LPS: +x toward the patient's left, +y posterior, +z superior; "
-                                 "rotations about the segment centre")
+                                 "rotations about the segment centre. Or drag the box in the 3D view: its centre "
+                                 "sphere translates, its faces rotate")
         grid = QGridLayout(self.move_box)
         grid.setColumnStretch(1, 1)
         grid.setVerticalSpacing(2)
@@ -164,7 +167,8 @@ class PlanPanel(QWidget):
         self.landmarks.setFixedHeight(3 * self.landmarks.verticalHeader().defaultSectionSize() + 4)
         self.view_mode = QComboBox()
         self.view_mode.addItems(list(VIEW_MODES))
-        self.view_mode.setToolTip("Before/after: the skin and segment as they are, or as planned")
+        self.view_mode.setToolTip("After, before, both side by side (one camera), the signed distance to the "
+                                  "original skin, or linear next to neo-Hookean coloured by their difference")
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(10, 100)
         self.opacity.setValue(100)
@@ -176,6 +180,10 @@ class PlanPanel(QWidget):
         self.refine_button = QPushButton("Refine (neo-Hookean)")
         self.refine_button.setToolTip("Full nonlinear solve for this move (worker, tens of seconds); "
                                       "shows how far the linear prediction is from it")
+        self.refine_on_release = QCheckBox("Refine on release")
+        self.refine_on_release.setChecked(True)
+        self.refine_on_release.setToolTip("After dragging the 3D gizmo, run the neo-Hookean solve for the new "
+                                          "place in the background; view 'Linear | neo-Hookean' compares them")
         self.refine_info = QLabel("")
         self.refine_info.setObjectName("plan_refine_info")
         self.refine_info.setWordWrap(True)
@@ -195,6 +203,7 @@ class PlanPanel(QWidget):
         opacity_row.addWidget(self.opacity, 1)
         result.addLayout(opacity_row)
         result.addWidget(self.refine_info)
+        result.addWidget(self.refine_on_release)
         buttons = QHBoxLayout()
         buttons.addWidget(self.refine_button)
         buttons.addWidget(self.apply_button)

@@ -155,6 +155,7 @@ def test_live_plan_on_cranium(qtbot, window, screenshots, monkeypatch):
         return StepResult("surface", name, surface, Provenance("tissue_neohookean", {}), report)
 
     monkeypatch.setattr(plan_actions, "run_tissue_plan", fake_neohookean)
+    monkeypatch.setattr(plan_actions, "SOLVE_IN_PROCESS", False)  # a local stub does not pickle
     qtbot.mouseClick(panel.refine_button, Qt.LeftButton)
     wait_idle(qtbot, window)
     expected = 0.1 * np.linalg.norm(state.predicted["displacement_mm"], axis=1).max()
