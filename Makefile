@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 DEMO := /usr/share/doc/invesalius-examples/examples/Cranium.inv3
 
-.PHONY: setup run test bench lint demo clean
+.PHONY: setup run test bench lint demo clean package
 
 setup:
 	@bash packaging/setup.sh
@@ -24,6 +24,9 @@ test: setup lint
 
 bench: setup
 	@$(PY) -m benchmarks
+
+package: setup
+	@bash packaging/build_deb.sh
 
 demo: setup
 	@.venv/bin/twinplan demo --out out/demo

@@ -24,30 +24,43 @@ stage="$build/$pkg"
 venv="$stage$PREFIX/venv"
 t0=$(date +%s)
 
-rm -rf "$stage" "$build/wheel" "$build/$pkg.deb"
-mkdir -p "$stage/DEBIAN" "$stage/usr/bin" "$build/wheel" "$OUT"
+rm -rf "$build/wheel" "$stage/DEBIAN" "$stage/usr"
+mkdir -p "$build/wheel" "$OUT"
 
 echo "package: building the TwinPlan wheel"
 "$DEV_PY" -m pip wheel -q --no-deps -w "$build/wheel" . >/dev/null
 wheel=$(ls "$build"/wheel/twinplan-"$version"-*.whl)
 
-echo "package: creating the private venv"
-/usr/bin/python3 -m venv --system-site-packages --without-pip "$venv"
 "$DEV_PY" packaging/requirements.py > "$build/requirements.txt"
-# --no-deps with the full pinned closure: nothing is resolved against whatever
-# the build machine has installed; Debian's dolfinx stack comes from the system.
-install_venv() {
-    "$DEV_PY" -m pip --python "$venv/bin/python" install -q --no-warn-script-location --ignore-installed \
-        --no-index --find-links "$WHEELHOUSE" --no-deps -r "$build/requirements.txt" "$wheel"
+deps_key=$( (cat "$build/requirements.txt"; /usr/bin/python3 --version) | sha256sum | cut -c1-16)
+pip_venv() {
+    "$DEV_PY" -m pip --python "$venv/bin/python" install -q --no-warn-script-location --no-index "$@"
 }
-# Wheels are kept in build/wheelhouse between builds: only the first build downloads.
-mkdir -p "$WHEELHOUSE"
-if ! install_venv 2>/dev/null; then
-    echo "package: filling $WHEELHOUSE (the first build downloads the wheels)"
-    "$DEV_PY" -m pip wheel -q --no-deps -w "$WHEELHOUSE" -r "$build/requirements.txt" 2>&1 \
-        | grep -v "^WARNING: Location" >&2 || true
-    install_venv
+# The dependencies take minutes to unpack and byte-compile: the staged venv is kept
+# between builds and only rebuilt when the pinned requirements change.
+if [ -x "$venv/bin/python" ] && [ "$(cat "$build/deps.key" 2>/dev/null)" = "$deps_key" ]; then
+    echo "package: reusing the staged venv (requirements unchanged)"
+    pip_venv --no-deps --force-reinstall "$wheel"
+else
+    echo "package: creating the private venv"
+    rm -rf "$stage" "$build/deps.key"
+    /usr/bin/python3 -m venv --system-site-packages --without-pip "$venv"
+    # --no-deps with the full pinned closure: nothing is resolved against whatever
+    # the build machine has installed; Debian's dolfinx stack comes from the system.
+    install_deps() {
+        pip_venv --ignore-installed --find-links "$WHEELHOUSE" --no-deps -r "$build/requirements.txt" "$wheel"
+    }
+    # Wheels are kept in build/wheelhouse between builds: only the first build downloads.
+    mkdir -p "$WHEELHOUSE"
+    if ! install_deps 2>/dev/null; then
+        echo "package: filling $WHEELHOUSE (the first build downloads the wheels)"
+        "$DEV_PY" -m pip wheel -q --no-deps -w "$WHEELHOUSE" -r "$build/requirements.txt" 2>&1 \
+            | grep -v "^WARNING: Location" >&2 || true
+        install_deps
+    fi
+    echo "$deps_key" > "$build/deps.key"
 fi
+mkdir -p "$stage/DEBIAN" "$stage/usr/bin"
 
 # pip wrote the staging path into script shebangs and pyvenv.cfg: point them at /opt.
 grep -rlI --null "$stage" "$venv/bin" "$venv/pyvenv.cfg" | xargs -0 -r sed -i "s#$stage##g"
@@ -72,6 +85,5 @@ sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size_kb/" packaging/debian/control.
 
 echo "package: dpkg-deb --build ($COMPRESS)"
 dpkg-deb --root-owner-group -Z"$COMPRESS" -z1 --threads-max=2 --build "$stage" "$OUT/$pkg.deb" >/dev/null
-rm -rf "$stage"
 echo "package: $OUT/$pkg.deb ($(du -h "$OUT/$pkg.deb" | cut -f1), $((size_kb / 1024)) MiB installed," \
      "$(( $(date +%s) - t0 )) s)"

@@ -33,13 +33,27 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+def maxilla_step(case):
+    """A Le Fort I-like segment of the Cranium bone: anterior bone below z = 20 mm (LPS)."""
+    from app.case import Provenance
+    from app.pipeline import StepResult
+    from imaging.volume import LabelInfo, LabelMap
+
+    bone = case.labels["bone"]
+    g = bone.geometry
+    z = g.origin_xyz[2] + np.arange(bone.array.shape[0]) * g.spacing_xyz[2]
+    y = g.origin_xyz[1] + np.arange(bone.array.shape[1]) * g.spacing_xyz[1]
+    maxilla = (bone.array > 0) & (z[:, None, None] < 20.0) & (y[None, :, None] < -150.0)
+    label = LabelMap(maxilla.astype(np.uint8), g, {1: LabelInfo("maxilla", (0.95, 0.8, 0.3))})
+    return StepResult("label", "maxilla", label, Provenance("guide_maxilla", {"z_below_mm": 20.0}))
+
+
 # -- driver: the real GUI in a subprocess, killed while the soft-tissue solve runs ---------
 def drive_gui_until_solving(ini: str) -> None:
     """Open the demo CT, segment bone, cut a maxilla (autosaved), start the FE preparation and
     print PROGRESS lines while it runs; the test kills this process."""
     from app.ui.main_window import MainWindow
     from imaging.segment import HU_PRESETS
-    from tests.ui.test_plan_panel import _maxilla
     from app.ui.commands import ApplyStepCommand
 
     app = QApplication.instance() or QApplication([])
@@ -61,7 +75,7 @@ def drive_gui_until_solving(ini: str) -> None:
     wait(lambda: win.case is not None and not win.runner.busy)
     assert win.segment("bone", *HU_PRESETS["bone"])
     wait(lambda: "bone" in win.case.labels and not win.runner.busy)
-    win.undo_stack.push(ApplyStepCommand(win.case, _maxilla(win.case), "Segment maxilla"))
+    win.undo_stack.push(ApplyStepCommand(win.case, maxilla_step(win.case), "Segment maxilla"))
     wait(lambda: not win.autosave.needs_autosave() and not win.autosave.session.busy)
     counts = {n: int(np.count_nonzero(lab.array)) for n, lab in win.case.labels.items()}
     print("AUTOSAVED", json.dumps(counts), flush=True)
