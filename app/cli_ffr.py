@@ -8,6 +8,7 @@ from pathlib import Path
 from app.cli import TerminalProgress, emit
 
 LUMEN_NAMES = ("lumen", "vessel")
+STENT_KEYS = {"lesion": int, "length": float, "diameter": float}
 LUMEN_RULE = ("For a CASE.twin the lumen is the surface named 'lumen' or 'vessel', else the first surface whose "
               "name contains 'lumen', 'vessel', 'coronary' or 'aorta', else the largest surface (by area).")
 
@@ -99,7 +100,7 @@ def _stented(tree, lesions, specs):
         if spec.strip() == "auto":
             chosen = [(i, {}) for i in range(len(lesions))]
         else:
-            d = parse_spec(spec, "--stent", {"lesion": int, "length": float, "diameter": float})
+            d = parse_spec(spec, "--stent", STENT_KEYS)
             if "lesion" not in d:
                 raise InputError(f"--stent {spec!r}: name the lesion (lesion=N, 1 = most severe) or use 'auto'")
             if not 1 <= d["lesion"] <= len(lesions):
@@ -118,19 +119,25 @@ def cmd_ffr(args) -> int:
     from imaging.lesions import detect_lesions, introduce_lesion
     from mechanics.reduced import solve_ffr_1d
 
+    from imaging.errors import InputError
+
     t0 = time.perf_counter()
+    specs = []  # check the option syntax before the work
+    for spec in args.lesion or []:
+        d = parse_spec(spec, "--lesion", {"branch": int, "position": float, "severity": float, "length": float})
+        missing = {"branch", "position", "severity", "length"} - set(d)
+        if missing:
+            raise InputError(f"--lesion {spec!r}: missing {', '.join(sorted(missing))}")
+        specs.append(d)
+    for spec in args.stent or []:
+        if spec.strip() != "auto" and "lesion" not in parse_spec(spec, "--stent", STENT_KEYS):
+            raise InputError(f"--stent {spec!r}: name the lesion (lesion=N, 1 = most severe) or use 'auto'")
     lumen, what = load_input_lumen(args.lumen, args.caps, args.inlet)
     bar = TerminalProgress()
     tree = extract_centerlines(lumen, progress=lambda f, m: bar(0.5 * f, m))
     surface = lumen.surface
     scenario = []
-    for spec in args.lesion or []:
-        d = parse_spec(spec, "--lesion", {"branch": int, "position": float, "severity": float, "length": float})
-        missing = {"branch", "position", "severity", "length"} - set(d)
-        if missing:
-            from imaging.errors import InputError
-
-            raise InputError(f"--lesion {spec!r}: missing {', '.join(sorted(missing))}")
+    for d in specs:
         new = introduce_lesion(tree, d["branch"], d["position"], d["severity"], d["length"])
         if args.model == "3d":
             from imaging.lesions import deform_surface

@@ -75,16 +75,39 @@ def _circumspheres(p: np.ndarray, simplices: np.ndarray):
 
 def points_inside(points: np.ndarray, surface: pv.PolyData) -> np.ndarray:
     """Boolean mask of the points inside a closed surface (VTK ray casting)."""
-    import vtk
-    from vtk.util.numpy_support import vtk_to_numpy
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkFiltersModeling import vtkSelectEnclosedPoints
 
-    sel = vtk.vtkSelectEnclosedPoints()
+    sel = vtkSelectEnclosedPoints()
     sel.SetInputData(pv.PolyData(np.asarray(points, dtype=float)))
     sel.SetSurfaceData(surface)
     sel.SetTolerance(1e-6)
     sel.CheckSurfaceOff()
     sel.Update()
     return vtk_to_numpy(sel.GetOutput().GetPointData().GetArray("SelectedPoints")) > 0
+
+
+def _classify_inside(centers: np.ndarray, pts: np.ndarray, simplices: np.ndarray, surface: pv.PolyData) -> np.ndarray:
+    """Inside test of circumcentres: a pole lies behind the outward normals of the four surface points its
+    sphere touches; only the ambiguous ones (mean cosine within +-0.5) go to the exact ray-casting test."""
+    from scipy.spatial import cKDTree
+
+    clean = pv.PolyData(np.asarray(surface.points, dtype=float), surface.faces)
+    try:
+        nrm_surf = clean.compute_normals(point_normals=True, cell_normals=False, auto_orient_normals=True,
+                                         split_vertices=False)
+    except RuntimeError:
+        return points_inside(centers, surface)
+    _, ids = cKDTree(np.asarray(nrm_surf.points)).query(pts)
+    nrm = np.asarray(nrm_surf.point_data["Normals"])[ids]
+    d = centers[:, None, :] - pts[simplices]
+    cos = np.einsum("tkj,tkj->tk", d, nrm[simplices]) / (np.linalg.norm(d, axis=2) + 1e-12)
+    m = cos.mean(axis=1)
+    inside = m < 0
+    amb = np.flatnonzero(np.abs(m) < 0.5)
+    if len(amb):
+        inside[amb] = points_inside(centers[amb], surface)
+    return inside
 
 
 def build_voronoi_graph(surface: pv.PolyData) -> VoronoiGraph:
@@ -112,7 +135,7 @@ def build_voronoi_graph(surface: pv.PolyData) -> VoronoiGraph:
     pts = pts[inv]
     tri = Delaunay(pts)
     centers, radii, ok = _circumspheres(pts, tri.simplices)
-    inside = ok & points_inside(centers, surface)
+    inside = ok & _classify_inside(centers, pts, tri.simplices, surface)
     idx = -np.ones(len(centers), dtype=np.int64)
     idx[inside] = np.arange(inside.sum())
     nb = tri.neighbors
@@ -249,14 +272,10 @@ def _recenter(branches: list[Branch], wall: pv.PolyData, iterations: int = 12) -
     circle (gradient ascent of the distance to the wall); removes the Voronoi path's zigzag and bias."""
     from scipy.spatial import cKDTree
 
-    dense = wall.triangulate()
-    edge = np.median(dense.extract_all_edges().compute_cell_sizes(area=False, volume=False)["Length"])
-    r_min = min(float(np.median(np.linalg.norm(b.points[1:] - b.points[:-1], axis=1))) for b in branches)
-    levels = int(np.clip(np.ceil(np.log2(max(edge / max(4 * r_min, 1e-6), 1.0))), 0, 2))
-    if levels:
-        dense = dense.subdivide(levels, "linear")
+    # one linear subdivision: the samples only steer the points; the radius uses the exact distance
+    dense = wall.triangulate().subdivide(1, "linear")
     samples = np.asarray(dense.points)
-    kd = cKDTree(samples)
+    kd = cKDTree(samples, balanced_tree=False, compact_nodes=False)
     for b in branches:
         if len(b.points) < 3:
             continue
@@ -283,9 +302,9 @@ def _recenter(branches: list[Branch], wall: pv.PolyData, iterations: int = 12) -
 
 
 def _distance_to_surface(points: np.ndarray, surface: pv.PolyData) -> np.ndarray:
-    import vtk
+    from vtkmodules.vtkFiltersCore import vtkImplicitPolyDataDistance
 
-    f = vtk.vtkImplicitPolyDataDistance()
+    f = vtkImplicitPolyDataDistance()
     f.SetInput(surface)
     return np.abs(np.array([f.EvaluateFunction(*p) for p in points]))
 
