@@ -11,7 +11,7 @@ import importlib
 from benchmarks import bench_dicom, bench_mesh
 
 #: Benchmark modules that may not exist in every checkout yet.
-OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit")
+OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit", "benchmarks.bench_reduced")
 
 
 def main(argv=None) -> int:

@@ -86,18 +86,21 @@ def compute_reference_radius(s_mm: np.ndarray, radius_mm: np.ndarray, *, exclude
     r = np.asarray(radius_mm, float)
     allowed = np.ones(len(r), bool) if use is None or np.sum(use) < 3 else np.asarray(use, bool)
     keep = allowed.copy()
-    ref = np.full(len(r), np.median(r))
+    med = float(np.median(r))
+    ref = np.full(len(r), med)
     for _ in range(iterations):
         if keep.sum() >= 3 and np.ptp(s[keep]) > 0:
-            a, b = np.polyfit(s[keep], r[keep], 1)
-            ref = a * s + b
+            sk, rk = s[keep], r[keep]  # least-squares line, closed form
+            sm, rm = sk.mean(), rk.mean()
+            a = np.dot(sk - sm, rk - rm) / np.dot(sk - sm, sk - sm)
+            ref = rm + a * (s - sm)
         else:
-            ref = np.full(len(r), np.median(r[keep]) if keep.any() else np.median(r))
+            ref = np.full(len(r), np.median(r[keep]) if keep.any() else med)
         new_keep = allowed & (r >= exclude_below * ref)
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
-    return np.maximum(ref, 0.5 * np.median(r))
+    return np.maximum(ref, 0.5 * med)
 
 
 def detect_lesions(tree: VesselTree, *, min_stenosis: float = 0.3, shoulder: float = 0.95,

@@ -111,7 +111,13 @@ class VesselTree:
         return float(sum(b.length_mm for b in self.branches))
 
     def copy(self) -> "VesselTree":
-        return copy.deepcopy(self)
+        """Independent branches (points, radius, children copied); ports are shared (treated as immutable)."""
+        branches = []
+        for b in self.branches:
+            nb = copy.copy(b)
+            nb.points, nb.radius_mm, nb.children = b.points.copy(), b.radius_mm.copy(), list(b.children)
+            branches.append(nb)
+        return VesselTree(branches, list(self.ports))
 
     def validate(self) -> None:
         """Check parent/child links, shared bifurcation points and outlet ports; raise InputError."""

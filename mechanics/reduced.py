@@ -197,10 +197,15 @@ def solve_ffr_1d(tree: VesselTree, *, physiology: Optional[Physiology] = None,
     b = np.array([x.sum() for x in quad])
     terminal = np.array([not br.children for br in tree.branches])
     r_out = np.zeros(nb)
-    for i in np.flatnonzero(terminal):
+    port_r = {p.name: p.radius_mm for p in tree.ports}
+    ends = np.flatnonzero(terminal)
+    radii = []
+    for i in ends:
         br = tree.branches[i]
-        radius = tree.port(br.port).radius_mm if br.port else br.radius_mm[-1]
-        r_out[i] = float(ph.outlet_resistances([radius])[0])
+        if br.port is not None and br.port not in port_r:
+            raise InputError(f"terminal branch {i} ends at unknown port {br.port!r}")
+        radii.append(port_r[br.port] if br.port else br.radius_mm[-1])
+    r_out[ends] = ph.outlet_resistances(radii)
     parent = np.array([-1 if br.parent is None else br.parent for br in tree.branches])
     child = parent >= 0
     idx = np.arange(nb)
