@@ -19,6 +19,7 @@ UI_EXTENSIONS: tuple[str, ...] = (
     "app.ui.recovery",
     "app.ui.settings_dialog",
     "app.ui.welcome",
+    "app.ui.scenario_panel",
 )
 
 
