@@ -45,3 +45,28 @@ def advancement(voxel_mm: float = COARSE_MM, **changes) -> dict:
     """Tissue parameters of a 5 mm maxillary advancement (LPS: anterior is -y), other bone fixed."""
     return {"segment": "maxilla", "move": [0.0, -5.0, 0.0, 0.0, 0.0, 0.0], "fixed": ["bone"],
             "voxel_mm": voxel_mm, **changes}
+
+
+def vmtk_centerline_case() -> Case:
+    """A case whose surface ``centerline`` is the vessel tree of vmtk's aorta centerlines (real data).
+
+    vmtk gives two inlet-to-outlet tracts sharing the trunk; the tree is the shared trunk plus the two
+    iliac branches from the first point where the tracts part (radius: maximum inscribed sphere, mm).
+    """
+    import pyvista as pv
+
+    from imaging.vessel_tree import Branch, VesselTree
+    from tests.conftest import data_path
+
+    poly = pv.read(str(data_path("vmtk_aorta", "reference", "aorta-centerline.vtp")))
+    radius = np.asarray(poly["MaximumInscribedSphereRadius"], float)
+    (a, ra), (b, rb) = [(poly.points[ids], radius[ids]) for ids in
+                        (poly.get_cell(i).point_ids for i in range(2))]
+    n = min(len(a), len(b))
+    k = int(np.argmax(np.linalg.norm(a[:n] - b[:n], axis=1) > 0.5))
+    trunk = Branch(a[:k], ra[:k], None, [1, 2])
+    left = Branch(a[k - 1:], ra[k - 1:], 0, [])
+    right = Branch(np.vstack([a[k - 1:k], b[k:]]), np.concatenate([ra[k - 1:k], rb[k:]]), 0, [])
+    case = Case("vmtk_aorta")
+    case.surfaces["centerline"] = VesselTree([trunk, left, right], []).to_polydata()
+    return case

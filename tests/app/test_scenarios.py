@@ -19,7 +19,7 @@ from app.scenarios import (
 )
 from imaging.errors import InputError
 from imaging.landmarks import Landmark
-from tests.app.scenario_case import advancement, cranium_case
+from tests.app.scenario_case import advancement, cranium_case, vmtk_centerline_case
 
 
 def test_edit_scenarios_with_undo_records():
@@ -111,3 +111,36 @@ def test_run_compare_and_round_trip_on_cranium(tmp_path):
             for arr in surf.point_data:
                 np.testing.assert_array_equal(back.surfaces[key][arr], surf[arr])
     assert loaded.summary()["scenarios"] == list(case.scenarios)
+
+
+def test_ffr_scenarios_on_vmtk_centerlines():
+    case = vmtk_centerline_case()
+    lesion = {"branch": 1, "position_mm": 20.0, "severity": 0.45, "length_mm": 10.0}
+    add_scenario(case, "lesion 45%", "ffr", {"centerline": "centerline", "lesions": [lesion]})
+    branch_scenario(case, "lesion 45%", "stented", {"stents": [0]})
+    branch_scenario(case, "lesion 45%", "low pressure", {"aortic_pressure_mmhg": 75.0})
+    for name in case.scenarios:
+        run_scenario(case, name)
+    sick, stented, low = (case.scenarios[n] for n in ("lesion 45%", "stented", "low pressure"))
+    # A 45 % diameter stenosis on an iliac branch: borderline FFR there, the other branch untouched.
+    assert 0.70 < sick.summary["ffr_branch_1"] < 0.85 and sick.summary["ffr_branch_2"] > 0.99
+    assert sick.summary["ffr_min"] == sick.summary["ffr_branch_1"]
+    # The virtual stent restores the lumen: FFR back to the healthy branch's value (within 1 %).
+    assert stented.summary["ffr_branch_1"] == pytest.approx(sick.summary["ffr_branch_2"], abs=0.01)
+    # Same resistances scaled with Pa keep the flow: the same pressure drop is a larger fraction of a lower Pa.
+    assert low.summary["ffr_branch_1"] < sick.summary["ffr_branch_1"]
+    # Detection measures against a reference radius interpolated over the shoulders of a real, tapering
+    # vessel, not the radius the lesion was carved from: within 6 points of the 45 % introduced.
+    assert sick.results["lesions"][0]["diameter_stenosis_pct"] == pytest.approx(45.0, abs=6.0)
+    line = sick.surfaces["centerline"]
+    assert line["FFR"].min() == pytest.approx(sick.summary["ffr_min"])
+    table = compare_scenarios(case, ["lesion 45%", "stented"])
+    assert table["outcomes"]["ffr_branch_1"] == {"lesion 45%": sick.summary["ffr_branch_1"],
+                                                 "stented": stented.summary["ffr_branch_1"]}
+    assert table["solver"]["stented"]["model"] == "1d"
+    with pytest.raises(InputError, match="stents: lesion 3"):
+        branch_scenario(case, "lesion 45%", "bad stent", {"stents": [3]})
+        run_scenario(case, "bad stent")
+    with pytest.raises(InputError, match="centerline 'nope'"):
+        add_scenario(case, "no line", "ffr", {"centerline": "nope"})
+        run_scenario(case, "no line")

@@ -12,7 +12,7 @@ import pytest
 from app.scenarios import add_scenario
 from app.sweep import latin_hypercube, store_sweep, summarize_samples, sweep_scenario
 from imaging.errors import InputError
-from tests.app.scenario_case import advancement, cranium_case
+from tests.app.scenario_case import advancement, cranium_case, vmtk_centerline_case
 
 SEED = 20261123
 
@@ -129,3 +129,20 @@ def test_sweep_refuses_bad_input(swept_case):
         sweep_scenario(swept_case, "advance 5", samples=4, seed=1, scheduler="localhost:8786")
     with pytest.raises(InputError, match="no such scenario"):
         sweep_scenario(swept_case, "nope", samples=4, seed=1, workers=0)
+
+
+def test_ffr_sweep_on_vmtk_centerlines():
+    case = vmtk_centerline_case()
+    add_scenario(case, "lesion 45%", "ffr", {"centerline": "centerline", "lesions": [
+        {"branch": 1, "position_mm": 20.0, "severity": 0.45, "length_mm": 10.0}]})
+    sweep = sweep_scenario(case, "lesion 45%", samples=40, seed=SEED, workers=0)
+    band = sweep["bands"]["ffr_branch_1"]
+    assert band["p5"] < 0.80 < band["p95"] and band["p95"] - band["p5"] > 0.05  # borderline lesion
+    p = sweep["probability_ffr_below_0_80"]
+    assert 0.1 < p["ffr_branch_1"] < 0.95 and p["ffr_branch_2"] == 0.0
+    values = np.array([s["outcomes"]["ffr_branch_1"] for s in sweep["samples"]])
+    below = np.mean(values < 0.80)
+    assert p["ffr_branch_1"] == below
+    # Higher microvascular resistance means less hyperaemic flow, a smaller drop, a higher FFR.
+    scale = np.array([s["inputs"]["outlet_resistance_scale"] for s in sweep["samples"]])
+    assert np.corrcoef(np.argsort(np.argsort(scale)), np.argsort(np.argsort(values)))[0, 1] > 0.5
