@@ -22,6 +22,7 @@ from app.pipeline import StepResult
 from app.ui.commands import ApplyStepCommand
 from app.ui.edit_commands import LabelEditCommand, record_edit
 from app.ui.edit_panel import RADIUS_RANGE_MM, TOOLS, SegmentEditorPanel
+from app.ui.case_watch import on_case_refresh
 from app.ui.extensions import menu
 from imaging.edit_history import RegionChange
 from imaging.errors import InputError
@@ -347,7 +348,7 @@ def install(window) -> SegmentEditor:
     seg_menu = menu(window, "&Segment")
     show = dock.toggleViewAction()
     show.setText("Segment &editor")
-    show.setShortcut(QKeySequence("Ctrl+Shift+E"))
+    show.setShortcut(QKeySequence("Ctrl+Shift+G"))
     seg_menu.addAction(show)
     seg_menu.addSeparator()
     for key, text, shortcut, tip in TOOLS:
@@ -365,7 +366,7 @@ def install(window) -> SegmentEditor:
         action.triggered.connect(lambda _c=False, f=factor: editor.step_radius(f))
         seg_menu.addAction(action)
         window.actions_by_name["brush_smaller" if factor < 1 else "brush_larger"] = action
-    _follow_case(window, editor)
+    on_case_refresh(window, editor.refresh)
     return editor
 
 
@@ -373,19 +374,3 @@ def _toggle_tool(editor: SegmentEditor, dock: QDockWidget, key: str) -> None:
     dock.show()
     dock.raise_()
     editor.set_tool("" if editor.panel.current_tool() == key else key)
-
-
-def _follow_case(window, editor: SegmentEditor) -> None:
-    """Refill the editor's label list whenever the window shows a case or the case changes.
-
-    The window offers no hook, so the editor watches the Segmentation panel,
-    which the window refreshes on both occasions.
-    """
-    original = window.seg_panel.set_case
-
-    def set_case(case) -> None:
-        original(case)
-        editor.refresh()
-
-    window.seg_panel.set_case = set_case
-    editor.refresh()

@@ -16,6 +16,8 @@ UI_EXTENSIONS: tuple[str, ...] = (
     "app.ui.pacs_menu",
     "app.ui.export_dialog",
     "app.ui.edit_tools",
+    "app.ui.fusion_wizard",
+    "app.ui.landmark_panel",
     "app.ui.recovery",
     "app.ui.settings_dialog",
     "app.ui.welcome",
