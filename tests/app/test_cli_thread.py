@@ -3,53 +3,55 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from app.cli import main
 from app.project import load_case, save_case
 from tests.app.twin_cases import cranium_twin
 
 pytestmark = [pytest.mark.fem, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def twinplan(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+@pytest.fixture
+def twinplan(capsys):
+    """Run ``twinplan ARGS`` in this process (the console script's ``main``): (code, stdout, stderr)."""
+    def run(*args, check=True):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        if check:
+            assert code == 0, err
+        return code, out, err
+    return run
 
 
-def test_history_and_prov(tmp_path):
+def test_history_and_prov(tmp_path, twinplan):
     path = cranium_twin()
-    text = twinplan("history", path).stdout
+    text = twinplan("history", path)[1]
     assert "label/maxilla~1  [edit_split]" in text and "<- file:Cranium.inv3" in text
-    data = json.loads(twinplan("history", path, "--json").stdout)
+    data = json.loads(twinplan("history", path, "--json")[1])
     ids = [n["id"] for n in data["nodes"]]
     assert ids.index("label/bone") < ids.index("label/maxilla~1") < ids.index("label/maxilla")
     out = tmp_path / "thread.prov.json"
-    summary = json.loads(twinplan("prov", path, "--out", out, "--json").stdout)
+    summary = json.loads(twinplan("prov", path, "--out", out, "--json")[1])
     doc = json.loads(out.read_text())
     assert summary["entity"] == len(doc["entity"]) and summary["activity"] == 12
-    bad = twinplan("history", tmp_path / "nope.twin", check=False)
-    assert bad.returncode == 2 and "nope.twin" in bad.stderr
+    code, _out, err = twinplan("history", tmp_path / "nope.twin", check=False)
+    assert code == 2 and "nope.twin" in err
 
 
-def test_replay_reports_exactly_the_tampered_item(tmp_path):
+def test_replay_reports_exactly_the_tampered_item(tmp_path, twinplan):
     work = tmp_path / "case.twin"
     shutil.copytree(cranium_twin(), work)
     case = load_case(work)
     cranium = case.labels["cranium"]
     cranium.array[40, 128, 128] = 1 - cranium.array[40, 128, 128]  # one voxel flipped after the fact
     save_case(case, work)
-    proc = twinplan("replay", work, "--out", tmp_path / "new.twin", "--json", "--strict", check=False)
-    assert proc.returncode == 1, proc.stderr  # --strict: something differs
-    data = json.loads(proc.stdout)
+    code, out, err = twinplan("replay", work, "--out", tmp_path / "new.twin", "--json", "--strict", check=False)
+    assert code == 1, err  # --strict: something differs
+    data = json.loads(out)
     assert data["differing"] == ["label/cranium"]
     item = next(i for i in data["items"] if i["id"] == "label/cranium")
     assert item["identical"] is False and item["max_abs_diff"] == 1.0 and item["stored_matches_record"] is False
@@ -58,5 +60,5 @@ def test_replay_reports_exactly_the_tampered_item(tmp_path):
     assert np.array_equal(new.labels["cranium"].array != cranium.array,
                           np.eye(1, cranium.array.size, np.ravel_multi_index((40, 128, 128), cranium.array.shape),
                                  dtype=bool).reshape(cranium.array.shape))
-    same = twinplan("replay", work, "--out", work, check=False)
-    assert same.returncode == 2 and "--out" in same.stderr
+    code, _out, err = twinplan("replay", work, "--out", work, check=False)
+    assert code == 2 and "--out" in err
