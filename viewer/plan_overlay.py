@@ -315,7 +315,7 @@ class PlanOverlay:
                 self._set_bar_visible(title, bars.get(mode) == title)
             self.main_label.SetInput({
                 "after": "", "before": "", "side": "After (predicted)", "distance": "",
-                "compare": "Neo-Hookean: colour = difference from linear" if self.refined_actor is not None
+                "compare": "Neo-Hookean (colour: difference)" if self.refined_actor is not None
                 else "Refine (neo-Hookean) to compare"}[mode])
         if self.segment_actor is not None:
             moved = self._matrix if mode != "before" else np.eye(4)

@@ -326,6 +326,11 @@ class Scene3D(QWidget):
             window.RemoveRenderer(self.side_renderer)
             self.side_renderer = None
             main.SetViewport(0.0, 0.0, 1.0, 1.0)
+        else:
+            return self.side_renderer
+        # The view's aspect ratio halved or doubled: fit the scene again, same direction.
+        self.plotter.reset_camera(render=False)
+        self.plotter.camera.zoom(1.3)
         self.request_render()
         return self.side_renderer
 

@@ -253,7 +253,12 @@ class PlanActionsMixin:
 
     def _on_gizmo_release(self) -> None:
         """On release, refine with neo-Hookean in the background if the panel asks for it."""
-        if self.plan_state is not None and self.plan_panel.refine_on_release.isChecked():
+        state = self.plan_state
+        if state is None:
+            return
+        # Snap the box to the planned move (the fields round to 0.1 and clamp at their limits).
+        self.plan_gizmo.set_matrix(move_matrix(rigid_move(state.values), state.live.center))
+        if self.plan_panel.refine_on_release.isChecked():
             if self.runner.busy and self.runner.title.startswith("Refining"):
                 self._refine_pending = True  # restart for the newest move once the old run stops
                 self.runner.cancel()
