@@ -11,7 +11,8 @@ import importlib
 from benchmarks import bench_dicom, bench_mesh
 
 #: Benchmark modules that may not exist in every checkout yet.
-OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit", "benchmarks.bench_reduced")
+OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit", "benchmarks.bench_reduced",
+            "benchmarks.bench_sweep")
 
 
 def main(argv=None) -> int:

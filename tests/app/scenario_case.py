@@ -1,10 +1,9 @@
-"""The Cranium demo case with bone, skin and a Le Fort I-like maxilla segment, built once per process.
+"""Cases for the scenario tests: the Cranium demo (bone, skin, Le Fort I-like maxilla; built once per process
+in tests/mechanics/cranium.py) and a vessel tree from vmtk's aorta centerlines.
 
 Shared by the scenario, sweep and scenario-CLI tests (same segment as tests/mechanics/test_whatif.py).
 """
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
@@ -14,22 +13,11 @@ from app.case import Case
 COARSE_MM = 10.0
 
 
-@functools.lru_cache(maxsize=1)
 def _cranium() -> Case:
-    from app.pipeline import apply_result, import_scan, step_segment
-    from imaging.volume import LabelInfo, LabelMap
     from tests.conftest import DEMO_CASE
+    from tests.mechanics.cranium import cranium_case as shared_cranium
 
-    case = import_scan(DEMO_CASE)
-    apply_result(case, step_segment(case, label="bone", preset="bone"))
-    apply_result(case, step_segment(case, label="skin", preset="skin"))
-    bone = case.labels["bone"]
-    g = bone.geometry
-    z = g.origin_xyz[2] + np.arange(bone.array.shape[0]) * g.spacing_xyz[2]
-    y = g.origin_xyz[1] + np.arange(bone.array.shape[1]) * g.spacing_xyz[1]
-    maxilla = (bone.array > 0) & (z[:, None, None] < 20.0) & (y[None, :, None] < -150.0)
-    case.set_item("label", "maxilla", LabelMap(maxilla.astype(np.uint8), g, {1: LabelInfo("maxilla")}))
-    return case
+    return shared_cranium(DEMO_CASE)
 
 
 def cranium_case() -> Case:
