@@ -12,7 +12,7 @@ from typing import Optional
 
 from PySide6.QtGui import QUndoCommand
 
-from app.case import Case
+from app.case import Case, Provenance, item_id
 from imaging.edit_history import Edit, EditHistory, NewContent
 from imaging.landmarks import Landmark
 from imaging.volume import LabelMap
@@ -25,6 +25,25 @@ def record_edit(labelmap: LabelMap, new: NewContent, description: str) -> Option
     GUI records exactly what the command-line history records.
     """
     return EditHistory().apply(labelmap, new, description)
+
+
+def label_input(case: Case, name: str, labelmap: LabelMap) -> dict[str, str]:
+    """Provenance input entry of a label as it is now: its last record's output hash, else its content hash."""
+    last = case.provenance.get(item_id("label", name))
+    digest = last.output_hash if last is not None and last.output_hash else labelmap.content_hash()
+    return {"id": item_id("label", name), "hash": digest}
+
+
+def edit_provenance(case: Case, name: str, labelmap: LabelMap, op: str, params: dict,
+                    inputs: Optional[list] = None) -> Provenance:
+    """Record of an edit of label ``name`` as ``twinplan edit --op op`` writes it.
+
+    Call before the edit is applied: the default input is the label as it is
+    now (its last record's output hash, else its content hash).
+    """
+    if inputs is None:
+        inputs = [label_input(case, name, labelmap)]
+    return Provenance(f"edit_{op}", dict(params, label=name, out_label=name), inputs)
 
 
 class LabelEditCommand(QUndoCommand):
@@ -41,15 +60,31 @@ class LabelEditCommand(QUndoCommand):
         but the undo stack undoes that step first).
     edit : Edit
         The change, as recorded by :func:`record_edit`.
+    provenance : Provenance, optional
+        How the label was edited (operation and parameters as ``twinplan
+        edit`` records them, so a replay can redo it); its ``output_hash`` is
+        filled in here. Undo puts back the label's previous record.
     """
 
-    def __init__(self, case: Case, name: str, labelmap: LabelMap, edit: Edit) -> None:
+    def __init__(self, case: Case, name: str, labelmap: LabelMap, edit: Edit,
+                 provenance: Optional[Provenance] = None) -> None:
         super().__init__(edit.description)
         self.case = case
         self.name = name
         self.labelmap = labelmap
         self.edit = edit
         self._applied = True  # QUndoStack.push calls redo(): the edit is already in the label map
+        self._iid = item_id("label", name)
+        self.previous_provenance = case.provenance.get(self._iid)
+        self.provenance = provenance
+        if provenance is not None:
+            provenance.output_hash = labelmap.content_hash()
+
+    def _set_provenance(self, provenance: Optional[Provenance]) -> None:
+        if provenance is not None:
+            self.case.provenance[self._iid] = provenance
+        elif self.provenance is not None:
+            self.case.provenance.pop(self._iid, None)
 
     @property
     def nbytes(self) -> int:
@@ -61,10 +96,14 @@ class LabelEditCommand(QUndoCommand):
             self._applied = False
         else:
             self.edit.redo(self.labelmap)
+        if self.provenance is not None:
+            self._set_provenance(self.provenance)
         self.case.changed.emit("label", self.name)
 
     def undo(self) -> None:
         self.edit.undo(self.labelmap)
+        if self.provenance is not None:
+            self._set_provenance(self.previous_provenance)
         self.case.changed.emit("label", self.name)
 
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QDockWidget
 from app.case import Provenance
 from app.pipeline import StepResult
 from app.ui.commands import ApplyStepCommand
-from app.ui.edit_commands import LabelEditCommand, record_edit
+from app.ui.edit_commands import LabelEditCommand, edit_provenance, label_input, record_edit
 from app.ui.edit_panel import RADIUS_RANGE_MM, TOOLS, SegmentEditorPanel
 from app.ui.case_watch import on_case_refresh
 from app.ui.extensions import menu
@@ -108,13 +108,18 @@ class SegmentEditor(QObject):
         volume = self.window.views.volume
         return volume is not None and labelmap.array.shape == volume.array.shape
 
-    def push_edit(self, name: str, labelmap: LabelMap, new, description: str) -> bool:
-        """Write ``new`` into the label and push the undo step; False if nothing changed."""
+    def push_edit(self, name: str, labelmap: LabelMap, new, description: str,
+                  provenance: Optional[Provenance] = None) -> bool:
+        """Write ``new`` into the label and push the undo step; False if nothing changed.
+
+        ``provenance`` (from ``edit_provenance``, made before the edit) becomes
+        the label's record while the step is done.
+        """
         edit = record_edit(labelmap, new, description)
         if edit is None:
             self._status(f"{description}: no voxel changed")
             return False
-        self.window.undo_stack.push(LabelEditCommand(self.case, name, labelmap, edit))
+        self.window.undo_stack.push(LabelEditCommand(self.case, name, labelmap, edit, provenance))
         ml = edit.changed_voxels * float(np.prod(labelmap.geometry.spacing_xyz)) / 1000.0
         self._status(f"{description}: {edit.changed_voxels:,} voxels changed ({ml:.2f} mL); "
                      f"undo step {edit.nbytes:,} bytes")
@@ -190,17 +195,21 @@ class SegmentEditor(QObject):
             return
         self._stroke = Stroke(labelmap)
         self._stroke_label = name
+        self._stroke_brush = "sphere" if self.panel.sphere.isChecked() else view_name
+        self._stroke_centers: list[list[float]] = []
 
     def _dab(self, view_name: str, center_lps: np.ndarray) -> None:
         if self._stroke is None:
             return
         labelmap = self._stroke.labelmap
+        center_lps = np.round(np.asarray(center_lps, dtype=float), 4)  # exactly what the record replays
         erase = self._tool is not None and self._tool.name == "erase"
         kw = {"value": 0, "editable": 1} if erase else {"value": 1}
         r = self.panel.radius.value()
-        change = (sphere_change(labelmap, center_lps, r, **kw) if self.panel.sphere.isChecked()
-                  else disk_change(labelmap, center_lps, r, axis=view_name, **kw))
+        change = (sphere_change(labelmap, center_lps, r, **kw) if self._stroke_brush == "sphere"
+                  else disk_change(labelmap, center_lps, r, axis=self._stroke_brush, **kw))
         self._stroke.add(change)
+        self._stroke_centers.append([float(v) for v in center_lps])
         self._repaint.start()
 
     def _end_stroke(self) -> None:
@@ -211,9 +220,13 @@ class SegmentEditor(QObject):
         if change is None:
             return
         erase = self._tool is not None and self._tool.name == "erase"
-        shape = "sphere" if self.panel.sphere.isChecked() else "disk"
-        desc = f"{'Erase' if erase else 'Paint'} {self._stroke_label} ({shape} {self.panel.radius.value():g} mm)"
-        if not self.push_edit(self._stroke_label, stroke.labelmap, change, desc):
+        shape = "sphere" if self._stroke_brush == "sphere" else "disk"
+        radius = self.panel.radius.value()
+        desc = f"{'Erase' if erase else 'Paint'} {self._stroke_label} ({shape} {radius:g} mm)"
+        prov = edit_provenance(self.case, self._stroke_label, stroke.labelmap, "erase" if erase else "paint",
+                               {"centers_lps": self._stroke_centers, "radius_mm": radius,
+                                "brush": self._stroke_brush})
+        if not self.push_edit(self._stroke_label, stroke.labelmap, change, desc, prov):
             self.window.views.refresh()
 
     # -- worker tools ---------------------------------------------------------
@@ -244,7 +257,7 @@ class SegmentEditor(QObject):
         self.grow_from(lps)
 
     def grow_from(self, seed_lps) -> bool:
-        """Region growing from a seed (LPS mm) within the panel's HU range, added to the label."""
+        """Region growing from a seed (LPS mm) within the panel's HU range; replaces the label's voxels."""
         case = self.case
         if case is None or not case.volumes:
             return False
@@ -265,9 +278,12 @@ class SegmentEditor(QObject):
                 self.panel.label.setCurrentText(name)
                 self._status(f"Grow {name}: {grown.voxel_count(1):,} voxels")
                 return
-            new = labelmap.array.copy()
-            new[grown.array > 0] = 1
-            self.push_edit(name, labelmap, new, f"Grow {name} from seed")
+            params = {"seed_lps": [[float(v) for v in seed_lps]], "mode": "connected", "hu_range": list(hu),
+                      "preset": None, "multiplier": 2.5, "iterations": 4, "radius_vox": 1}
+            prov = edit_provenance(case, name, labelmap, "grow", params,
+                                   [case.input_ref("volume", case.primary_volume()[0])])
+            self.push_edit(name, labelmap, (grown.array > 0).astype(labelmap.array.dtype),
+                           f"Grow {name} from seed", prov)
 
         return self._run(f"Growing {name}", name, compute, apply)
 
@@ -293,6 +309,7 @@ class SegmentEditor(QObject):
         if op not in funcs:
             raise ValueError(f"unknown segment editor operation {op!r}")
         func, text = funcs[op]
+        record = _RECORDS[op](params)
         snapshot = copy_labelmap(labelmap)  # the worker reads a copy while the user may still look around
 
         def compute(progress, cancelled):
@@ -300,8 +317,14 @@ class SegmentEditor(QObject):
                 return func(snapshot, progress=progress, cancelled=cancelled)
             return func(snapshot)
 
-        return self._run(f"{text} ({name})", name,
-                         compute, lambda result: self.push_edit(name, labelmap, result, f"{text} ({name})"))
+        def apply(result: LabelMap) -> None:
+            inputs = None
+            if op == "logic":
+                inputs = [label_input(self.case, name, labelmap), self.case.input_ref("label", params["other"])]
+            prov = edit_provenance(self.case, name, labelmap, record[0], record[1], inputs)
+            self.push_edit(name, labelmap, result, f"{text} ({name})", prov)
+
+        return self._run(f"{text} ({name})", name, compute, apply)
 
     def _split(self, name: str, labelmap: LabelMap, params: dict) -> bool:
         volume = self.window.views.volume
@@ -327,6 +350,19 @@ class SegmentEditor(QObject):
             self._status(f"Split {name}: {parts[0].voxel_count(1):,} + {parts[1].voxel_count(1):,} voxels")
 
         return self._run(f"Splitting {name}", name, compute, apply)
+
+
+#: Whole-label tools as ``twinplan edit`` records them: (op, params) from the panel's parameters.
+_RECORDS = {
+    "keep_largest": lambda p: ("islands", {"islands": "largest", "remove": False, "min_size_mm3": 0.0,
+                                           "seed_lps": None, "count": 1}),
+    "remove_small": lambda p: ("islands", {"islands": "min_size", "remove": True,
+                                           "min_size_mm3": p["min_size_mm3"], "seed_lps": None, "count": 1}),
+    "morphology": lambda p: ("morph", {"morph": p["op"], "radius_mm": p["radius_mm"], "shell": "inside",
+                                       "distance": "solid"}),
+    "fill_holes": lambda p: ("fill", {"view": None}),
+    "logic": lambda p: ("combine", {"with": p["other"], "logic": p["op"]}),
+}
 
 
 def _no_other():

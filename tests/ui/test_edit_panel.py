@@ -15,6 +15,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QKeySequence
 from scipy import ndimage
 
+from imaging.segment_tools import paint_disk
+from imaging.volume import LabelMap
 from tests.ui.conftest import load, wait_idle
 
 pytestmark = pytest.mark.gui
@@ -81,6 +83,14 @@ def test_brush_undo_redo_and_grow(qtbot, window, philips_series, screenshots):
     assert capsule == pytest.approx((math.pi * 16.0 + 2 * 4.0 * length_mm) / pixel_mm2, rel=AREA_RTOL)
     assert stack.count() == 3
     after_capsule = label.array.copy()
+    # The stroke is recorded as `twinplan edit --op paint` records it: replaying the centres gives the same voxels.
+    prov = case.provenance["label/lesion"]
+    assert prov.operation == "edit_paint" and prov.params["brush"] == "axial" and prov.params["radius_mm"] == 4.0
+    assert prov.output_hash == label.content_hash() and len(prov.params["centers_lps"]) > len(points)
+    replayed = LabelMap(after_disk.copy(), label.geometry, label.labels)
+    for c in prov.params["centers_lps"]:
+        replayed = paint_disk(replayed, c, 4.0, axis="axial")
+    np.testing.assert_array_equal(replayed.array, after_capsule)
     # Memory-light: the stroke's undo step holds a compressed box, not the 7 MB volume.
     assert stack.command(2).nbytes < 2000
 
@@ -89,7 +99,7 @@ def test_brush_undo_redo_and_grow(qtbot, window, philips_series, screenshots):
     stack.undo()
     np.testing.assert_array_equal(label.array, after_disk)
     stack.undo()
-    assert label.voxel_count(1) == 0
+    assert label.voxel_count(1) == 0 and case.provenance["label/lesion"].operation == "new_label"
     stack.redo()
     np.testing.assert_array_equal(label.array, after_disk)
     stack.redo()
@@ -162,5 +172,26 @@ def test_brush_undo_redo_and_grow(qtbot, window, philips_series, screenshots):
     qtbot.mouseClick(panel.keep_largest, Qt.LeftButton)
     wait_idle(qtbot, window)
     assert label.voxel_count(1) == largest
+    assert case.provenance["label/lesion"].params["islands"] == "largest"
+    # Morphology in mm: a 1 mm dilation of the sphere grows it in-plane only (5 mm slices).
+    kept = label.voxel_count(1)
+    panel.morph_op.setCurrentText("dilate")
+    panel.morph_radius.setValue(1.0)
+    qtbot.mouseClick(panel.morph_button, Qt.LeftButton)
+    wait_idle(qtbot, window)
+    assert label.voxel_count(1) > kept and set(np.nonzero(label.array)[0]) == {k - 1, k, k + 1}
+    stack.undo()
+    assert label.voxel_count(1) == kept
+    # Osteotomy: an axial plane through the crosshair splits the sphere into two new labels (one undo step).
+    window.views.set_point((256, 380, k))
+    panel.split_normal.setCurrentText("axial (S)")
+    qtbot.mouseClick(panel.split_button, Qt.LeftButton)
+    wait_idle(qtbot, window)
+    upper, lower = case.labels["lesion_a"], case.labels["lesion_b"]
+    assert upper.voxel_count(1) + lower.voxel_count(1) == kept
+    assert set(np.nonzero(lower.array)[0]) == {k - 1}  # below the plane through slice k's centres
+    stack.undo()
+    assert "lesion_a" not in case.labels and "lesion_b" not in case.labels
     stack.undo()
     assert label.voxel_count(1) == mask.sum()
+    assert not window.errors
