@@ -101,6 +101,10 @@ def save_case_checked(case: Case, path: str | os.PathLike) -> Path:
     target = Path(path)
     try:
         return save_case(case, target)
+    except InputError as exc:
+        if "still open" in str(exc):
+            raise
+        raise InputError(f"{exc}; the case is still open") from exc
     except RuntimeError as exc:
         text = str(exc)
         full = "expected to write" in text or "No space left" in text or _free_bytes(target.parent) < 1 << 20

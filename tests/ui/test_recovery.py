@@ -81,7 +81,7 @@ def drive_gui_until_solving(ini: str) -> None:
     print("AUTOSAVED", json.dumps(counts), flush=True)
     win.runner.progress.connect(lambda f, m: print(f"PROGRESS {f:.3f} {m}", flush=True))
     win.plan_panel.segment.setCurrentText("maxilla")
-    win.plan_panel.element_mm.setValue(8.0)
+    win.plan_panel.element_mm.setValue(10.0)  # coarse: the test is about the kill, not the answer
     assert win.prepare_live_plan()
     wait(lambda: False, timeout=600)
 
@@ -95,7 +95,7 @@ def test_sigkill_during_solve_then_recover(qtbot, qapp, tmp_path, data_dir, scre
     counts = json.loads(proc.lines[-1].split(" ", 1)[1])
     solving = None
     for line in proc.stdout:  # wait until the FE preparation is under way, then kill
-        if line.startswith("PROGRESS") and float(line.split()[1]) >= 0.15:
+        if line.startswith("PROGRESS") and "Unit response" in line:  # the FE solves have started
             solving = line.strip()
             break
     t_kill = time.monotonic()
@@ -203,8 +203,11 @@ def test_log_file_has_no_patient_identifiers(qtbot, window, tmp_path, data_dir):
     name, pid, birth = "QUIXOTE^ALONSO", "PID-734211", "19470603"
     folder = tmp_path / "QUIXOTE_ALONSO_PID-734211"
     folder.mkdir()
-    for src in sorted(data_path("dcm_qa_ct_philips").iterdir())[:12]:
-        ds = pydicom.dcmread(src)
+    for src in sorted(data_path("dcm_qa_ct_philips").iterdir()):
+        try:
+            ds = pydicom.dcmread(src)
+        except pydicom.errors.InvalidDicomError:  # the folder's notes
+            continue
         ds.PatientName, ds.PatientID, ds.PatientBirthDate = name, pid, birth
         ds.save_as(folder / src.name)
     root = logging.getLogger()
