@@ -215,8 +215,10 @@ class PlanOverlay:
             dist.point_data["Normals"] = np.array(skin.point_data["Normals"])
             dist.point_data[DISTANCE] = np.asarray(predicted[DISTANCE])
             dist.set_active_scalars(DISTANCE)
-            top = _nice_top(dist[DISTANCE])
-            self.distance_actor.GetMapper().SetScalarRange(-top, top)  # symmetric: white is no change
+            # Symmetric (white is no change), over the 99th percentile: a few staircase corners of the
+            # FE skin would otherwise wash the map out.
+            top = _nice_top(np.percentile(np.abs(dist[DISTANCE]), 99.0), 0.25)
+            self.distance_actor.GetMapper().SetScalarRange(-top, top)
             dist.Modified()
         self.scene.request_render()
 
@@ -313,6 +315,8 @@ class PlanOverlay:
             bars = {"after": BAR_TITLE, "side": BAR_TITLE, "distance": DISTANCE_BAR, "compare": DIFFERENCE_BAR}
             for title in (BAR_TITLE, DISTANCE_BAR, DIFFERENCE_BAR):
                 self._set_bar_visible(title, bars.get(mode) == title)
+                if title in self.plotter.scalar_bars:  # split: at the right edge, clear of the left half
+                    self.plotter.scalar_bars[title].SetPosition(0.84 if split else 0.06, 0.3)
             self.main_label.SetInput({
                 "after": "", "before": "", "side": "After (predicted)", "distance": "",
                 "compare": "Neo-Hookean (colour: difference)" if self.refined_actor is not None

@@ -128,7 +128,9 @@ class PlanActionsMixin:
         self._refine_pending = False
         self.runner.finished.connect(self._start_pending_refine)
         set_preload(["app.plan"])
-        warm_up()  # the worker-process server imports in the background, before the first solve
+        # Once the plan dock shows, the worker-process server imports in the background (seconds of
+        # CPU), so the first solve starts quickly; sessions that never plan do not pay for it.
+        self.plan_dock.visibilityChanged.connect(lambda visible: warm_up() if visible else None)
 
     def focus_plan_panel(self) -> None:
         """Show and raise the plan dock; focus its first field (Ctrl+P)."""

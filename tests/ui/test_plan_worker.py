@@ -153,7 +153,8 @@ def test_worker_crash_prepare_gizmo_drag_refine_and_views(qtbot, window, screens
     # Advancement pushes the nose tip outward (+), by at most its displacement.
     assert 0.0 < dist[nose] <= state.predicted["displacement_norm_mm"][nose] + 1e-6
     assert np.all(np.abs(dist) <= state.predicted["displacement_norm_mm"] + 0.5)  # staircase skin: ~half a voxel
-    assert overlay.distance_range()[1] >= np.abs(dist).max()
+    # Colour range: the 99th percentile of |distance| rounded up to 0.25 mm (staircase corners saturate).
+    assert np.percentile(np.abs(dist), 99) <= overlay.distance_range()[1] <= np.abs(dist).max() + 0.25
     _save(window, screenshots / "plan_distance.png")
     panel.view_mode.setCurrentText("Original (before)")
     assert not gizmo.enabled
