@@ -165,7 +165,7 @@ def cmd_ffr(args) -> int:
             from imaging.lesions import deform_surface
 
             surface = deform_surface(surface, tree, plan_tree)
-        res3 = solve_ffr_3d(surface, lumen.ports, centerlines=plan_tree.to_polydata(),
+        res3 = solve_ffr_3d(surface, lumen.ports, centerlines=plan_tree.to_polydata(), mesh_size_mm=args.mesh_mm,
                             progress=lambda f, m: bar(0.5 + 0.5 * f, m))
         data.update(ffr_min=float(res3.ffr_min), per_outlet={k: float(v) for k, v in res3.per_outlet.items()},
                     dofs=int(res3.dofs), solver=res3.report, ffr_min_1d=result.ffr_min,
@@ -214,6 +214,7 @@ def register(sub) -> None:
                    help="SCENARIO, not a finding: narrow the lumen first, "
                         "'branch=B,position=MM,severity=0.7,length=MM' (cosine lesion, severity = diameter "
                         "stenosis fraction, position = arc length from the branch start); repeatable")
+    s.add_argument("--mesh-mm", type=float, help="3D: uniform element size in mm (default: sized by the radius)")
     s.add_argument("--min-stenosis", type=float, default=0.3,
                    help="lesion detection threshold, fractional diameter stenosis (default 0.3)")
     s.add_argument("--stenosis-model", choices=("young-tsai", "poiseuille+expansion"), default="young-tsai",
