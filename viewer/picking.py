@@ -75,3 +75,108 @@ class SurfacePicker:
         if point is not None:
             self.on_pick(point)
         return point
+
+
+def display_to_ndc_matrix(plotter) -> np.ndarray:
+    """4x4 matrix taking world points (LPS mm, homogeneous) to the view's normalised coordinates.
+
+    After dividing by w, x and y run from -1 to 1 across the render window,
+    as :func:`display_to_ndc` maps lasso pixels; this is the camera's
+    composite projection (perspective or parallel).
+    """
+    renderer = plotter.renderer
+    camera = renderer.GetActiveCamera()
+    m = camera.GetCompositeProjectionTransformMatrix(renderer.GetTiledAspectRatio(), -1.0, 1.0)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def display_to_ndc(plotter, points_xy) -> np.ndarray:
+    """Display pixels (VTK, origin bottom-left) to normalised view coordinates (-1..1)."""
+    renderer = plotter.renderer
+    x0, y0, x1, y1 = renderer.GetViewport()
+    w, h = plotter.render_window.GetSize()
+    p = np.asarray(points_xy, dtype=float).reshape(-1, 2)
+    return np.column_stack([2.0 * (p[:, 0] - x0 * w) / ((x1 - x0) * w) - 1.0,
+                            2.0 * (p[:, 1] - y0 * h) / ((y1 - y0) * h) - 1.0])
+
+
+class LassoTool:
+    """While enabled, a left drag in the 3D view draws a closed polygon instead of rotating.
+
+    On release ``on_polygon(points_display_xy)`` is called with the polygon
+    (VTK display pixels, at least 3 points). The outline is drawn as a 2D
+    overlay while dragging.
+    """
+
+    def __init__(self, plotter, on_polygon: Callable[[np.ndarray], None]) -> None:
+        self.plotter = plotter
+        self.on_polygon = on_polygon
+        self._observers: list[int] = []
+        self._points: Optional[list[tuple[int, int]]] = None
+        self._outline = vtk.vtkPolyData()
+        mapper = vtk.vtkPolyDataMapper2D()
+        mapper.SetInputData(self._outline)
+        self._actor = vtk.vtkActor2D()
+        self._actor.SetMapper(mapper)
+        self._actor.GetProperty().SetColor(1.0, 0.82, 0.24)
+        self._actor.GetProperty().SetLineWidth(2.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._observers)
+
+    def set_enabled(self, enabled: bool) -> None:
+        interactor = self.plotter.iren.interactor
+        if enabled and not self._observers:
+            self._observers = [interactor.AddObserver(event, handler, 10.0) for event, handler in (
+                ("LeftButtonPressEvent", self._press), ("MouseMoveEvent", self._move),
+                ("LeftButtonReleaseEvent", self._release))]
+        elif not enabled:
+            for tag in self._observers:
+                interactor.RemoveObserver(tag)
+            self._observers = []
+            self._points = None
+            self.plotter.renderer.RemoveViewProp(self._actor)
+
+    def _abort(self, interactor) -> None:
+        # Stop the camera style from seeing the event (the drag draws, it does not rotate).
+        for tag in self._observers:
+            command = interactor.GetCommand(tag)
+            if command is not None:
+                command.SetAbortFlag(1)
+
+    def _press(self, interactor, _event) -> None:
+        self._points = [interactor.GetEventPosition()]
+        self.plotter.renderer.AddViewProp(self._actor)
+        self._abort(interactor)
+
+    def _move(self, interactor, _event) -> None:
+        if self._points is None:
+            return
+        self._points.append(interactor.GetEventPosition())
+        self._draw()
+        self._abort(interactor)
+
+    def _release(self, interactor, _event) -> None:
+        if self._points is None:
+            return
+        points, self._points = self._points, None
+        self.plotter.renderer.RemoveViewProp(self._actor)
+        self._abort(interactor)
+        self.plotter.render()
+        if len(points) >= 3:
+            self.on_polygon(np.asarray(points, dtype=float))
+
+    def _draw(self) -> None:
+        pts = vtk.vtkPoints()
+        for x, y in self._points:
+            pts.InsertNextPoint(float(x), float(y), 0.0)
+        line = vtk.vtkCellArray()
+        line.InsertNextCell(len(self._points) + 1)
+        for i in range(len(self._points)):
+            line.InsertCellPoint(i)
+        line.InsertCellPoint(0)
+        self._outline.SetPoints(pts)
+        self._outline.SetLines(line)
+        self._outline.Modified()
+        self.plotter.render()

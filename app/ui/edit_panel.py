@@ -39,7 +39,9 @@ TOOLS = (
     ("paint", "Paint", "B", "Paint brush (B): drag in a slice view; [ and ] change the size"),
     ("erase", "Erase", "E", "Erase brush (E): drag in a slice view to remove voxels of the label"),
     ("grow", "Grow", "G", "Region growing (G): click a seed voxel; grows within the HU range below"),
+    ("scissors", "Scissors 3D", "C", "Scissors (C): drag a closed outline in the 3D view; cuts through the depth"),
 )
+SCISSORS_MODES = {"Erase inside": ("inside", True), "Erase outside": ("outside", True), "Fill inside": ("inside", False)}
 RADIUS_RANGE_MM = (0.25, 50.0)
 PLANE_NORMALS = {"axial (S)": (0.0, 0.0, 1.0), "coronal (P)": (0.0, 1.0, 0.0), "sagittal (L)": (1.0, 0.0, 0.0)}
 
@@ -126,6 +128,9 @@ class SegmentEditorPanel(QWidget):
         self.grow_lo = _spin(-2000.0, 5000.0, HU_PRESETS["bone"][0], 10.0, " HU", "Lower HU of region growing", 0)
         self.grow_hi = _spin(-2000.0, 5000.0, HU_PRESETS["bone"][1], 10.0, " HU", "Upper HU of region growing", 0)
         self.grow_preset.setCurrentText("bone")
+        self.scissors_mode = QComboBox()
+        self.scissors_mode.addItems(list(SCISSORS_MODES))
+        self.scissors_mode.setToolTip("What the 3D outline does to the label, through the whole depth of the view")
         tools_box = QGroupBox("Mouse tools (slice views)")
         form = QFormLayout(tools_box)
         form.addRow(row)
@@ -138,7 +143,8 @@ class SegmentEditorPanel(QWidget):
         hu_row.addWidget(self.grow_lo)
         hu_row.addWidget(self.grow_hi)
         form.addRow("Grow range", hu_row)
-        hint = QLabel("Shift+click still moves the crosshair.")
+        form.addRow("Scissors", self.scissors_mode)
+        hint = QLabel("Shift+click still moves the crosshair. Scissors: drag in the 3D view.")
         hint.setStyleSheet("color: #909090;")
         form.addRow(hint)
 

@@ -21,15 +21,16 @@ from app.case import Provenance
 from app.pipeline import StepResult
 from app.ui.commands import ApplyStepCommand
 from app.ui.edit_commands import LabelEditCommand, edit_provenance, label_input, record_edit
-from app.ui.edit_panel import RADIUS_RANGE_MM, TOOLS, SegmentEditorPanel
+from app.ui.edit_panel import RADIUS_RANGE_MM, SCISSORS_MODES, TOOLS, SegmentEditorPanel
 from app.ui.case_watch import on_case_refresh
 from app.ui.extensions import menu
 from imaging.edit_history import RegionChange
 from imaging.errors import InputError
 from imaging.segment_tools import (combine, copy_labelmap, disk_change, fill_holes, keep_islands, morphology,
-                                   region_grow, remove_islands, sphere_change, split_by_plane)
+                                   region_grow, remove_islands, scissors, sphere_change, split_by_plane)
 from imaging.volume import LabelInfo, LabelMap, default_color
-from viewer.brush_tool import BrushTool, PointTool
+from viewer.brush_tool import BrushTool, MouseTool, PointTool
+from viewer.picking import LassoTool, display_to_ndc, display_to_ndc_matrix
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class SegmentEditor(QObject):
         self._stroke: Optional[Stroke] = None
         self._stroke_label = ""
         self._tool = None
+        self.lasso = LassoTool(window.scene.plotter, self.cut_polygon)
         self._repaint = QTimer(self)
         self._repaint.setSingleShot(True)
         self._repaint.setInterval(0)
@@ -153,9 +155,16 @@ class SegmentEditor(QObject):
                                    on_deactivate=lambda t=key: self._tool_gone(t))
         elif key == "grow":
             self._tool = PointTool("grow", self._grow_at, on_deactivate=lambda: self._tool_gone("grow"))
+        elif key == "scissors":
+            # The slice views get a tool that does nothing (Shift+click moves the crosshair): when
+            # another panel takes the views, its ``deactivate`` switches the 3D lasso off.
+            self._tool = MouseTool()
+            self._tool.name = "scissors"
+            self._tool.deactivate = lambda: self._tool_gone("scissors")
         else:
             self._tool = None
         self.window.views.set_tool(self._tool)
+        self.lasso.set_enabled(key == "scissors")
         if self.panel.current_tool() != key:
             self.panel.set_tool(key)
 
@@ -163,6 +172,7 @@ class SegmentEditor(QObject):
         # Another panel (landmarks) took the mouse: untick ours without touching the views.
         if self.window.views.tool is not self._tool or self._tool is None:
             self._tool = None
+            self.lasso.set_enabled(False)
             button = self.panel.tool_buttons.get(key)
             if button is not None and button.isChecked():
                 button.blockSignals(True)
@@ -228,6 +238,30 @@ class SegmentEditor(QObject):
                                 "brush": self._stroke_brush})
         if not self.push_edit(self._stroke_label, stroke.labelmap, change, desc, prov):
             self.window.views.refresh()
+
+    def cut_polygon(self, polygon_display_xy) -> bool:
+        """Scissors: cut (or fill) the label through the depth of the 3D view inside/outside a drawn outline."""
+        name, labelmap = self.target()
+        if labelmap is None:
+            self._status("Choose a label to cut")
+            return False
+        plotter = self.window.scene.plotter
+        polygon = display_to_ndc(plotter, polygon_display_xy).round(6)  # as recorded
+        matrix = display_to_ndc_matrix(plotter)
+        mode, erase = SCISSORS_MODES[self.panel.scissors_mode.currentText()]
+        snapshot = copy_labelmap(labelmap)
+
+        def compute(progress, cancelled):
+            return scissors(snapshot, polygon, matrix, mode=mode, erase=erase)
+
+        def apply(result: LabelMap) -> None:
+            params = {"polygon_ndc": polygon.tolist(), "view_matrix": matrix.tolist(), "mode": mode,
+                      "erase": erase}
+            prov = edit_provenance(self.case, name, labelmap, "scissors_view", params)
+            self.push_edit(name, labelmap, result, f"Scissors {name} ({self.panel.scissors_mode.currentText()})",
+                           prov)
+
+        return self._run(f"Cutting {name}", name, compute, apply)
 
     # -- worker tools ---------------------------------------------------------
     def _run(self, title: str, name: str, compute: Callable, apply: Callable) -> bool:

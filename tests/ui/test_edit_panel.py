@@ -18,6 +18,7 @@ from scipy import ndimage
 from imaging.segment_tools import paint_disk
 from imaging.volume import LabelMap
 from tests.ui.conftest import load, wait_idle
+from viewer.picking import world_to_display
 
 pytestmark = pytest.mark.gui
 
@@ -194,4 +195,49 @@ def test_brush_undo_redo_and_grow(qtbot, window, philips_series, screenshots):
     assert "lesion_a" not in case.labels and "lesion_b" not in case.labels
     stack.undo()
     assert label.voxel_count(1) == mask.sum()
+
+    # Scissors in 3D: drag a rectangle in a parallel anterior view; everything behind it is cut.
+    # The rectangle's edges sit half-way between voxel centres (x at i = 330.5, z at 2.5 slices),
+    # so the expected cut is exact: voxels with centre L in (x0, x1) and S in (z0, z1), any P.
+    window.actions_by_name["tool_scissors"].trigger()
+    assert panel.current_tool() == "scissors" and editor.lasso.enabled
+    plotter = window.scene.plotter
+    window.scene.reset_camera("anterior")
+    plotter.enable_parallel_projection()
+    plotter.render()
+    g = label.geometry
+    lps = lambda i, j, kk: (g.index_to_lps() @ np.array([i, j, kk, 1.0]))[:3]  # noqa: E731
+    lo, hi = lps(330.5, 150, k - 2.5), lps(420.5, 150, k + 2.5)
+    corners = [world_to_display(plotter, p) for p in (lo, (hi[0], lo[1], lo[2]), hi, (lo[0], lo[1], hi[2]))]
+    camera_before = plotter.camera.position
+    iren = plotter.iren.interactor
+    for n, (x, y) in enumerate(corners + [corners[-1]]):
+        iren.SetEventInformation(int(round(x)), int(round(y)))
+        iren.InvokeEvent("LeftButtonPressEvent" if n == 0 else "MouseMoveEvent" if n < 4 else "LeftButtonReleaseEvent")
+    wait_idle(qtbot, window)
+    assert plotter.camera.position == camera_before  # the drag drew, it did not rotate
+    kk, jj, ii = np.nonzero(mask)
+    centres = (g.index_to_lps() @ np.vstack([ii, jj, kk, np.ones_like(ii)]))[:3]
+
+    def in_box(margin_mm: float) -> int:
+        x0, x1 = sorted((lo[0], hi[0]))
+        return int(((centres[0] > x0 - margin_mm) & (centres[0] < x1 + margin_mm)
+                     & (centres[2] > lo[2] - margin_mm) & (centres[2] < hi[2] + margin_mm)).sum())
+
+    # Mouse events carry whole pixels: the dragged rectangle is exact to half a pixel.
+    mm_per_px = abs(hi[0] - lo[0]) / abs(corners[1][0] - corners[0][0])
+    removed = mask.sum() - label.voxel_count(1)
+    assert in_box(-mm_per_px) <= removed <= in_box(mm_per_px)
+    assert case.provenance["label/lesion"].operation == "edit_scissors_view"
+    stack.undo()
+    # The same rectangle with sub-pixel corners cuts exactly the voxels in the box.
+    assert editor.cut_polygon(np.asarray(corners))
+    wait_idle(qtbot, window)
+    assert 0 < in_box(0.0) < mask.sum()
+    assert mask.sum() - label.voxel_count(1) == in_box(0.0)
+    stack.undo()
+    assert label.voxel_count(1) == mask.sum()
+    window.actions_by_name["tool_scissors"].trigger()
+    assert not editor.lasso.enabled and panel.current_tool() == ""
+    plotter.disable_parallel_projection()
     assert not window.errors
