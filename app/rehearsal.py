@@ -306,11 +306,13 @@ def build_rehearsal(case: Case, scenario: str, *, frames_per_step: int = 8, move
 
 # -- drawing -----------------------------------------------------------------
 def draw_layers(plotter: pv.Plotter, layers: list[Layer], prefix: str = "rehearsal_",
-                cache: Optional[dict] = None) -> list[str]:
+                cache: Optional[dict] = None, scalar_bar: bool = True) -> list[str]:
     """Add (or replace, by name) the layers' actors on ``plotter``; returns the actor names.
 
     With a ``cache`` dict (kept by the caller between calls), a layer whose mesh
     object and style are unchanged keeps its actor: only what moves is re-added.
+    ``scalar_bar=False`` leaves colour bars out (the GUI states the range in text:
+    adding a pyvista scalar bar to the live Qt view mid-playback aborted VTK in tests).
     """
     names = []
     for layer in layers:
@@ -325,8 +327,9 @@ def draw_layers(plotter: pv.Plotter, layers: list[Layer], prefix: str = "rehears
         kw = dict(smooth_shading=False, specular=0.2, opacity=layer.opacity, name=name, reset_camera=False,
                   render=False)
         if layer.scalars and layer.scalars in layer.mesh.point_data:
-            plotter.add_mesh(layer.mesh, scalars=layer.scalars, clim=layer.clim, cmap=layer.cmap,
-                             scalar_bar_args={"title": layer.scalars.replace("_", " "), "color": "white"}, **kw)
+            bar = {"scalar_bar_args": {"title": layer.scalars.replace("_", " "), "color": "white"}} if scalar_bar \
+                else {"show_scalar_bar": False}
+            plotter.add_mesh(layer.mesh, scalars=layer.scalars, clim=layer.clim, cmap=layer.cmap, **bar, **kw)
         else:
             plotter.add_mesh(layer.mesh, color=layer.color, show_scalar_bar=False, **kw)
     return names
@@ -385,6 +388,63 @@ def render_frames(rehearsal: Rehearsal, *, size: tuple[int, int] = (640, 480),
         plotter.close()
 
 
+def check_video_target(path, fps: int, size: tuple[int, int]) -> Path:
+    """The video path, after checking suffix, fps, frame size and folder.
+
+    Raises
+    ------
+    InputError
+        Unknown suffix, fps outside 1..60, mp4 size not a multiple of 16, missing folder.
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise InputError(f"--out {out}: use a .mp4 or .gif file name")
+    if not 1 <= int(fps) <= 60:
+        raise InputError(f"--fps {fps}: use 1..60 frames per second")
+    if suffix == ".mp4" and (size[0] % 16 or size[1] % 16):
+        raise InputError(f"frame size {size}: mp4 needs multiples of 16 pixels")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    return out
+
+
+def iter_export(rehearsal: Rehearsal, path, *, fps: int = 8, size: tuple[int, int] = (640, 480)):
+    """Write the video one frame per ``next()``: yields (frames done, total); returns the report.
+
+    Closing the generator early (GUI cancel) removes the partial file.
+    """
+    import imageio.v2 as imageio
+
+    out = check_video_target(path, fps, size)
+    t0 = time.perf_counter()
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix.lower()}")
+    total, count = rehearsal.n_frames, 0
+    try:
+        if out.suffix.lower() == ".mp4":
+            writer = imageio.get_writer(str(tmp), format="FFMPEG", fps=int(fps), codec="libx264", quality=7,
+                                        macro_block_size=16, pixelformat="yuv420p")
+        else:
+            writer = imageio.get_writer(str(tmp), format="GIF", mode="I", duration=1000.0 / fps, loop=0)
+        try:
+            for frame in render_frames(rehearsal, size=size):
+                writer.append_data(frame)
+                count += 1
+                yield count, total
+        finally:
+            writer.close()
+        tmp.replace(out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write the video ({exc})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    log.info("rehearsal video: %d frames in %.1f s", count, seconds)
+    return {"file": str(out), "frames": count, "fps": int(fps), "duration_s": count / fps,
+            "seconds": round(seconds, 3), "size": list(size),
+            "steps": [{"title": s.title, "frames": s.frames} for s in rehearsal.steps]}
+
+
 def export_video(rehearsal: Rehearsal, path, *, fps: int = 8, size: tuple[int, int] = (640, 480),
                  progress: Optional[ProgressFn] = None, cancelled: Optional[CancelledFn] = None) -> dict:
     """Write the rehearsal as an mp4 (H.264) or animated GIF.
@@ -410,41 +470,19 @@ def export_video(rehearsal: Rehearsal, path, *, fps: int = 8, size: tuple[int, i
     ------
     InputError
         Unknown suffix, bad fps or size, unwritable file.
+    concurrent.futures.CancelledError
+        ``cancelled()`` turned true; no file is left.
     """
-    import imageio.v2 as imageio
+    from concurrent.futures import CancelledError
 
-    out = Path(path)
-    suffix = out.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise InputError(f"--out {out}: use a .mp4 or .gif file name")
-    if not 1 <= int(fps) <= 60:
-        raise InputError(f"--fps {fps}: use 1..60 frames per second")
-    if suffix == ".mp4" and (size[0] % 16 or size[1] % 16):
-        raise InputError(f"frame size {size}: mp4 needs multiples of 16 pixels")
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    t0 = time.perf_counter()
-    tmp = out.with_name(f".{out.stem}.partial{suffix}")
+    progress = progress or no_progress
+    frames = iter_export(rehearsal, path, fps=fps, size=size)
     try:
-        if suffix == ".mp4":
-            writer = imageio.get_writer(str(tmp), format="FFMPEG", fps=int(fps), codec="libx264", quality=7,
-                                        macro_block_size=16, pixelformat="yuv420p")
-        else:
-            writer = imageio.get_writer(str(tmp), format="GIF", mode="I", duration=1000.0 / fps, loop=0)
-        count = 0
-        try:
-            for frame in render_frames(rehearsal, size=size, progress=progress, cancelled=cancelled):
-                writer.append_data(frame)
-                count += 1
-        finally:
-            writer.close()
-        tmp.replace(out)
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write the video ({exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    seconds = time.perf_counter() - t0
-    log.info("rehearsal video: %d frames in %.1f s", count, seconds)
-    return {"file": str(out), "frames": count, "fps": int(fps), "duration_s": count / fps,
-            "seconds": round(seconds, 3), "size": list(size),
-            "steps": [{"title": s.title, "frames": s.frames} for s in rehearsal.steps]}
+        while True:
+            if cancelled is not None and cancelled():
+                frames.close()
+                raise CancelledError()
+            done, total = next(frames)
+            progress(done / total, f"Frame {done}/{total}")
+    except StopIteration as stop:
+        return stop.value

@@ -159,12 +159,17 @@ def _kv_table(title: str, d: dict) -> Table:
 
 
 def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
+
+
+def _figure(w_in: float, h_in: float, ncols: int = 1):
+    """A matplotlib figure without pyplot (no GUI backend: safe on worker threads) and its axes."""
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(w_in, h_in))
+    return fig, fig.subplots(1, ncols)
 
 
 def _array_png(rgb: np.ndarray) -> bytes:
@@ -206,7 +211,6 @@ def _case_section(case: Case, identity: dict[str, str], identified: bool) -> Sec
 def _slices_png(case: Case) -> bytes:
     import tempfile
 
-    import matplotlib.pyplot as plt
     from PIL import Image
 
     from app.render import slice_png
@@ -215,7 +219,7 @@ def _slices_png(case: Case) -> bytes:
     # Small labels only (bone, segments): a skin label would tint the whole head.
     labels = [lab for lab in case.labels.values() if lab.geometry.same_grid(vol.geometry) and lab.labels
               and np.count_nonzero(lab.array) < 0.1 * lab.array.size][:3]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    fig, axes = _figure(10, 3.6, 3)
     with tempfile.TemporaryDirectory() as tmp:
         for ax, view in zip(axes, ("axial", "coronal", "sagittal")):
             ax.imshow(np.asarray(Image.open(slice_png(vol, view, Path(tmp) / f"{view}.png", labels=labels))))
@@ -247,13 +251,11 @@ def _scenario_view(case: Case, sc: ScenarioView, size: tuple[int, int]) -> Optio
 
 
 def _histogram_png(sc: ScenarioView) -> Optional[bytes]:
-    import matplotlib.pyplot as plt
-
     arrays = [(n, np.asarray(s.point_data["displacement_norm_mm"])) for n, s in sc.surfaces.items()
               if "displacement_norm_mm" in s.point_data]
     if not arrays:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = _figure(7, 3.2)
     for name, values in arrays:
         ax.hist(values, bins=40, alpha=0.75, label=f"{name} ({len(values)} points)")
     ax.set_xlabel("skin displacement (mm)")
@@ -293,12 +295,10 @@ def centerline_profiles(surface) -> list[dict]:
 
 
 def _ffr_png(sc: ScenarioView) -> Optional[bytes]:
-    import matplotlib.pyplot as plt
-
     profiles = [(n, p) for n, s in sc.surfaces.items() for p in centerline_profiles(s)]
     if not profiles:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = _figure(7, 3.4)
     for k, (name, p) in enumerate(profiles):
         line, = ax.plot(p["s_mm"], p["ffr"], label=f"{name} line {k + 1}")
         if "p5" in p and "p95" in p:
@@ -313,10 +313,8 @@ def _ffr_png(sc: ScenarioView) -> Optional[bytes]:
 
 
 def _bands_png(sc: ScenarioView, bands: dict) -> bytes:
-    import matplotlib.pyplot as plt
-
     names = list(bands)
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(names)))
+    fig, ax = _figure(7, 0.5 + 0.4 * len(names))
     for y, key in enumerate(names):
         b = bands[key]
         ax.plot([b["p5"], b["p95"]], [y, y], color="tab:blue", linewidth=6, alpha=0.4)
@@ -326,11 +324,22 @@ def _bands_png(sc: ScenarioView, bands: dict) -> bytes:
     return _png(fig)
 
 
-def _scenario_section(case: Case, sc: ScenarioView, size: tuple[int, int], with_views: bool) -> Section:
+def render_scenario_views(case: Case, size: tuple[int, int] = (800, 600)) -> dict[str, bytes]:
+    """PNG of each scenario's result scene, rendered offscreen (call on the thread that owns VTK rendering)."""
+    views = {}
+    for name, sc in list_scenarios(case).items():
+        png = _scenario_view(case, sc, size)
+        if png is not None:
+            views[name] = png
+    return views
+
+
+def _scenario_section(case: Case, sc: ScenarioView, size: tuple[int, int], views) -> Section:
     sec = Section(f"Scenario: {sc.name}")
     sec.blocks.append(Paragraph(f"Kind: {sc.kind or 'unknown'}; branched from: {sc.parent or 'baseline'}."))
     sec.blocks.append(_kv_table("Parameters", sc.params))
-    if with_views and (png := _scenario_view(case, sc, size)) is not None:
+    png = views.get(sc.name) if isinstance(views, dict) else (_scenario_view(case, sc, size) if views else None)
+    if png is not None:
         what = "FFR on the centerline" if sc.kind == "ffr" else "displacement magnitude, mm"
         sec.blocks.append(Figure("Predicted result", png, f"Offscreen render of the scenario's result (colour: {what})."))
     for png in (_histogram_png(sc), _ffr_png(sc)):
@@ -396,7 +405,8 @@ def _provenance_section(case: Case, deidentify: bool) -> Section:
 
 
 # -- building ----------------------------------------------------------------------
-def build_report(case: Case, *, identified: bool = False, views: bool = True, view_size: tuple[int, int] = (800, 600),
+def build_report(case: Case, *, identified: bool = False, views: Union[bool, dict] = True,
+                 view_size: tuple[int, int] = (800, 600),
                  progress: Optional[ProgressFn] = None, cancelled: Optional[CancelledFn] = None) -> ReportModel:
     """The report of a case: summary, every scenario (view, plots, tables, solver report), provenance.
 
@@ -406,8 +416,9 @@ def build_report(case: Case, *, identified: bool = False, views: bool = True, vi
         The case (with scenarios in ``case.scenarios`` and/or stored soft-tissue plan results).
     identified : bool
         Include the patient identifiers read back from the source. Default False: de-identified.
-    views : bool
-        Render a 3D view of each scenario offscreen (seconds each).
+    views : bool or dict
+        Render a 3D view of each scenario offscreen (seconds each), or the PNGs by scenario name
+        from :func:`render_scenario_views` (the GUI renders them on its own thread).
     view_size : (int, int)
         Pixel size of those views.
 

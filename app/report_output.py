@@ -28,20 +28,17 @@ class _PdfFlow:
         self.fig, self.y, self.pages = None, 0.0, 0
 
     def new_page(self) -> None:
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure as MplFigure  # no pyplot: safe on a worker thread
 
         self.close_page()
-        self.fig = plt.figure(figsize=PAGE_IN)
+        self.fig = MplFigure(figsize=PAGE_IN)
         self.pages += 1
         self.y = 1.0 - MARGIN
 
     def close_page(self) -> None:
-        import matplotlib.pyplot as plt
-
         if self.fig is not None:
             self.fig.text(0.5, 0.025, f"{self.footer}  -  page {self.pages}", ha="center", fontsize=7, color="#555")
             self.pdf.savefig(self.fig)
-            plt.close(self.fig)
             self.fig = None
 
     def room(self, h: float) -> None:
