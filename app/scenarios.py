@@ -272,11 +272,13 @@ def compare_scenarios(case: Case, names: list[str]) -> dict:
 
 
 def difference_map(case: Case, a: str, b: str, surface: str = "skin") -> pv.PolyData:
-    """Surface of ``b`` with ``difference_mm``: distance (mm) from each of its points to the surface of ``a``.
+    """Result surface of ``b`` coloured by how it differs from that of ``a``.
 
-    Also carries ``displacement_difference_mm`` (|u_b - u_a| at the nearest original point of ``a``) when
-    both surfaces have displacements: equal to the distance for identical meshes, and meaningful when the
-    meshes differ.
+    Point arrays: ``difference_mm``, the distance (mm) from each point of ``b`` to the surface (or, for
+    centerlines, the nearest point) of ``a``; ``displacement_difference_mm``, |u_b - u_a| at the nearest
+    original point of ``a``, when both carry displacements (meaningful even where the meshes differ);
+    ``ffr_difference``, FFR_b - FFR_a at the nearest point, for FFR centerlines. The active scalars are
+    the FFR difference when present, otherwise ``difference_mm``.
 
     Raises
     ------
@@ -291,12 +293,16 @@ def difference_map(case: Case, a: str, b: str, surface: str = "skin") -> pv.Poly
         surfaces.append(s.surfaces[surface])
     sa, sb = surfaces
     out = sb.copy()
-    if sa.n_cells:
-        out["difference_mm"] = np.abs(pv.PolyData(sb.points).compute_implicit_distance(sa)["implicit_distance"])
-    else:
-        out["difference_mm"] = cKDTree(sa.points).query(sb.points)[0]
+    dist, nearest = cKDTree(sa.points).query(sb.points)
+    if sa.faces.size:
+        dist = np.abs(pv.PolyData(sb.points).compute_implicit_distance(sa)["implicit_distance"])
+    out["difference_mm"] = dist
     if "displacement_mm" in sa.point_data and "original_points_mm" in sa.point_data:
         j = cKDTree(sa["original_points_mm"]).query(sb["original_points_mm"])[1]
         out["displacement_difference_mm"] = np.linalg.norm(sb["displacement_mm"] - sa["displacement_mm"][j], axis=1)
-    out.set_active_scalars("difference_mm")
+    if "FFR" in sa.point_data and "FFR" in sb.point_data:
+        out["ffr_difference"] = sb["FFR"] - sa["FFR"][nearest]
+        out.set_active_scalars("ffr_difference")
+    else:
+        out.set_active_scalars("difference_mm")
     return out

@@ -140,8 +140,10 @@ class CompareView(QWidget):
         for key, row in table.get("bands", {}).items():
             rows.append((f"{key} (5-95 %)", ["-" if n not in row else f"{row[n][0]:.3g} - {row[n][2]:.3g}"
                                              for n in names]))
-        for key in ("solver", "dofs", "iterations", "seconds"):
-            rows.append((f"solver: {key}", [_fmt(table["solver"].get(n, {}).get(key)) for n in names]))
+        solver = [table["solver"].get(n, {}) for n in names]
+        rows.append(("solver", [_fmt(s.get("solver", s.get("model"))) for s in solver]))
+        for key in ("dofs", "iterations", "seconds"):
+            rows.append((f"solver: {key}", [_fmt(s.get(key)) for s in solver]))
         self.table.clear()
         self.table.setColumnCount(len(names))
         self.table.setRowCount(len(rows))
@@ -191,37 +193,58 @@ class CompareView(QWidget):
         for i in range(len(self.names) + 1):
             self._draw_pane(i, reset_camera=False)
         if reset_camera:
-            direction, up = CAMERA_VIEWS["anterior"]
+            extent = np.ptp(self._bounds(), axis=1)
+            if all(SCALARS in s.point_data for s in self.surfaces):  # faces: from the front
+                direction, up = CAMERA_VIEWS["anterior"]
+            else:  # vessel trees: across their thinnest extent, where the branches spread out
+                thin = int(np.argmin(extent))
+                direction, up = np.eye(3)[thin], np.eye(3)[(thin + 2) % 3]
             self.plotter.subplot(0, 0)
             center = self._bounds().mean(axis=1)
-            size = float(np.ptp(self._bounds(), axis=1).max())
+            size = float(extent.max())
             self.plotter.camera_position = [tuple(center + 2.6 * size * np.array(direction)), tuple(center), up]
+            self.plotter.reset_camera()  # fit the bounds from that direction (one camera: all panes follow)
         self.plotter.render()
 
     def _draw_pane(self, index: int, reset_camera: bool) -> None:
         p = self.plotter
         p.subplot(0, index)
         p.renderer.clear_actors()  # this pane only (Plotter.clear_actors empties every pane)
-        title = (f"{self.names[index]}: displacement (mm)" if index < len(self.names) else "difference (mm)")
-        if title in p.scalar_bars:
-            p.remove_scalar_bar(title, render=False)
-        vmax = max([float(s[SCALARS].max()) for s in self.surfaces if SCALARS in s.point_data] + [1e-6])
+        scalars = next((k for k in (SCALARS, "FFR") if all(k in s.point_data for s in self.surfaces)), None)
+        vmax = max([float(s[scalars].max()) for s in self.surfaces] + [1e-6]) if scalars else 1.0
+        vmin = min(float(s[scalars].min()) for s in self.surfaces) if scalars == "FFR" else 0.0
+        ffr = scalars == "FFR"
+        if index < len(self.names):
+            candidates = [f"{self.names[index]}: {u}" for u in ("FFR", "displacement (mm)")]
+            title = candidates[0 if ffr else 1]
+        else:
+            candidates = ["FFR difference", "difference (mm)"]
+            title = candidates[0 if self.difference is not None and
+                               self.difference.active_scalars_name == "ffr_difference" else 1]
+        for old in candidates:  # a pane's bar from an earlier drawing
+            if old in p.scalar_bars:
+                p.remove_scalar_bar(old, render=False)
         bar = {"vertical": False, "position_x": 0.15, "position_y": 0.04, "width": 0.7, "height": 0.07,
-               "fmt": "%.1f", "n_labels": 3, "color": "#e2e2e6", "title_font_size": 12, "label_font_size": 11}
+               "fmt": "%.2f" if ffr else "%.1f", "n_labels": 3, "color": "#e2e2e6", "title_font_size": 12,
+               "label_font_size": 11}
         if index < len(self.names):
             surf = self._cut(self.surfaces[index])
-            if SCALARS in surf.point_data and surf.n_points:
-                p.add_mesh(surf, scalars=SCALARS, cmap=CMAP, clim=(0.0, vmax), name=f"scenario_{index}",
-                           scalar_bar_args=dict(bar, title=title),
+            if scalars and surf.n_points:
+                p.add_mesh(surf, scalars=scalars, cmap=CMAP if scalars == SCALARS else "RdYlGn", line_width=4,
+                           clim=(vmin, vmax), name=f"scenario_{index}", scalar_bar_args=dict(bar, title=title),
                            reset_camera=False, render=False)
             elif surf.n_points:
                 p.add_mesh(surf, color=SKIN_COLOR, name=f"scenario_{index}", reset_camera=False, render=False)
             p.add_text(self.names[index], position="upper_edge", font_size=8, color="#e2e2e6", name="title")
         elif self.difference is not None:
             surf = self._cut(self.difference)
-            dmax = max(float(self.difference[DIFFERENCE].max()), 1e-6)
+            scalars = self.difference.active_scalars_name or DIFFERENCE
+            values = np.asarray(self.difference[scalars])
+            signed = values.min() < 0
+            top = max(float(np.abs(values).max()), 1e-6)
             if surf.n_points:
-                p.add_mesh(surf, scalars=DIFFERENCE, cmap=DIFF_CMAP, clim=(0.0, dmax), name="difference",
+                p.add_mesh(surf, scalars=scalars, cmap="coolwarm" if signed else DIFF_CMAP,
+                           clim=(-top if signed else 0.0, top), name="difference", line_width=4,
                            scalar_bar_args=dict(bar, title=title), reset_camera=False, render=False)
             p.add_text(getattr(self, "_difference_title", "") or "difference", position="upper_edge",
                        font_size=8, color="#e2e2e6", name="title")

@@ -389,7 +389,12 @@ class ScenarioController:
         except InputError as exc:
             self.window.report_error(exc, "Difference map")
             return
-        self.compare_view.set_difference(diff, f"{b} - {a}: max {diff['difference_mm'].max():.2f} mm")
+        if "ffr_difference" in diff.point_data:
+            d = diff["ffr_difference"]
+            title = f"FFR {b} - {a}: {d.min():+.3f} to {d.max():+.3f}"
+        else:
+            title = f"{b} - {a}: max {diff['difference_mm'].max():.2f} mm"
+        self.compare_view.set_difference(diff, title)
 
 
 def install(window) -> ScenarioController:

@@ -133,3 +133,34 @@ def test_scenarios_dock_on_cranium(qtbot, window, screenshots):
     assert case.scenarios["advance 5 yaw"].parent == "advance 5"
     assert np.isfinite(case.scenarios["advance 5"].summary["max_skin_displacement_mm"])
     view.close()
+
+
+def test_compare_ffr_scenarios(qtbot, window, screenshots):
+    from app.scenarios import add_scenario, branch_scenario, run_scenario
+    from tests.app.scenario_case import vmtk_centerline_case
+
+    case = vmtk_centerline_case()
+    add_scenario(case, "lesion 45%", "ffr", {"centerline": "centerline", "lesions": [
+        {"branch": 1, "position_mm": 20.0, "severity": 0.45, "length_mm": 10.0}]})
+    branch_scenario(case, "lesion 45%", "stented", {"stents": [0]})
+    for name in case.scenarios:
+        run_scenario(case, name)  # 1D: milliseconds, in this process
+    window.set_case(case)
+    ctl = window.scenarios
+    assert ctl.panel.list.count() == 2 and "ffr min" in ctl.panel.list.item(0).text()
+    _select(ctl.panel, "lesion 45%", "stented")
+    _click(qtbot, ctl, "compare")
+    view = ctl.compare_view
+    qtbot.waitExposed(view)
+    diff = view.difference
+    # Stenting raises the distal FFR of the treated branch from ~0.78 to ~1: a positive difference there.
+    assert diff.active_scalars_name == "ffr_difference" and 0.15 < diff["ffr_difference"].max() < 0.25
+    assert abs(diff["ffr_difference"].min()) < 0.01
+    rows = view.table_rows()
+    assert float(rows["ffr_branch_1"][0]) < 0.8 < float(rows["ffr_branch_1"][1])
+    view.plotter.subplot(0, 0)
+    assert view.plotter.renderer.actors["scenario_0"].GetMapper().GetArrayName() in ("FFR", "")
+    qtbot.wait(300)
+    view.plotter.render()
+    view.grab().save(str(screenshots / "scenario_compare_ffr.png"))
+    view.close()
