@@ -23,7 +23,7 @@ def test_open_cylinder_axis_and_radius():
     """Open tube, r = 2 mm, 30 mm: one branch on the axis; radius within 1 % (polygon with 60 sides
     has inscribed radius r cos(pi/60) = 0.9986 r); length = 30 mm."""
     tube = pv.Cylinder(center=(0, 0, 15), direction=(0, 0, 1), radius=2.0, height=30.0, resolution=60,
-                       capping=False).triangulate().subdivide(3)
+                       capping=False).triangulate().subdivide(2)
     tree = extract_centerlines(lumen_from_surface(tube))
     (b,) = tree.branches
     assert np.max(np.linalg.norm(b.points[:, :2], axis=1)) < 0.05
