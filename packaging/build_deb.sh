@@ -62,6 +62,12 @@ else
 fi
 mkdir -p "$stage/DEBIAN" "$stage/usr/bin"
 
+# Not needed at run time, and every file slows dpkg's install and removal: type
+# stubs (jedi's typeshed alone is 6,000 files) and the libraries' own test suites.
+site="$venv/lib/python3.11/site-packages"
+find "$site" -name "*.pyi" -delete
+find "$site" -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
+
 # pip wrote the staging path into script shebangs and pyvenv.cfg: point them at /opt.
 grep -rlI --null "$stage" "$venv/bin" "$venv/pyvenv.cfg" | xargs -0 -r sed -i "s#$stage##g"
 if grep -rqI "$stage" "$venv/bin" "$venv/pyvenv.cfg"; then

@@ -200,3 +200,25 @@ def test_repair_is_a_no_op_on_a_healthy_project(tmp_path, philips_case):
     out = save_case(philips_case, tmp_path / "ok")
     assert repair_project(out) == []
     assert repair_project(tmp_path / "missing.twin") == []
+
+
+def test_downsampled_load_matches_block_means_and_keeps_positions(philips_case):
+    """Factor 2 on the real Philips CT: every 2nd slice, 2 x 2 block means, same physical place."""
+    from app.memory_guard import check_memory, load_series_downsampled
+    from imaging.dicom import scan_dicom_folder
+
+    series = scan_dicom_folder(data_path("dcm_qa_ct_philips")).find(None)
+    verdict = check_memory(series, available_bytes=40 * 2**20)
+    assert verdict.factor == 2 and not verdict.fits and "downsampled by 2" in verdict.message()
+    assert check_memory(series, available_bytes=2**34).fits
+    small = load_series_downsampled(series, 2)
+    full = philips_case.volumes["ct"]
+    assert small.dims_xyz == (256, 256, 14)
+    kept = full.array[::2].astype(np.float64)
+    expected = kept.reshape(14, 256, 2, 256, 2).mean(axis=(2, 4))
+    assert np.abs(small.array - expected).max() <= 0.5  # rounding to the int16 grid only
+    corner = full.geometry.index_to_lps() @ np.array([[0, 0, 0, 1], [1, 1, 0, 1]], float).T
+    assert np.allclose(small.geometry.index_to_lps() @ np.array([0, 0, 0, 1.0]), corner.mean(axis=1), atol=1e-6)
+    assert np.allclose(small.geometry.spacing_xyz, np.array(full.geometry.spacing_xyz) * 2, rtol=1e-6)
+    with pytest.raises(InputError, match="downsample factor"):
+        load_series_downsampled(series, 0)
