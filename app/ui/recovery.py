@@ -53,6 +53,9 @@ class AutosaveController(QObject):
         self.step_timer.setInterval(int(STEP_DELAY_S * 1000))
         self.step_timer.timeout.connect(lambda: self.autosave_if_changed(self._last_step))
         self.saved.connect(self._on_saved)
+        self.label = QLabel("")
+        self.label.setObjectName("autosave_status")
+        window.statusBar().addPermanentWidget(self.label)
         window.runner.started.connect(self._on_step_started)
         window.runner.finished.connect(self._on_step_finished)
         self.apply_settings()
@@ -105,13 +108,16 @@ class AutosaveController(QObject):
         return started
 
     def _on_saved(self, error: str) -> None:
-        bar = self.window.statusBar()
         if error:
             self._saved_key = None  # retry next time
-            bar.showMessage(f"Autosave failed: {error}", 15000)
+            self.label.setText("Autosave failed")
+            self.label.setToolTip(error)
+            self.window.statusBar().showMessage(f"Autosave failed: {error}", 15000)
         else:
+            # A permanent label, not a status message: it must not replace what the last step reported.
             self.last_saved_at = time.time()
-            bar.showMessage(f"Autosaved at {time.strftime('%H:%M')}", 4000)
+            self.label.setText(f"Autosaved {time.strftime('%H:%M')}")
+            self.label.setToolTip(f"Recovery copy of the case in {self.session.folder}")
 
     def close(self) -> None:
         """Clean exit: nothing to recover next time."""

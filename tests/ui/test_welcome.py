@@ -128,7 +128,7 @@ def test_after_step_autosave_runs_in_the_background(qtbot, window, philips_serie
     session = window.autosave.session
     qtbot.waitUntil(lambda: session.info.get("n_saves", 0) == 1 and not session.busy, timeout=60_000)
     assert session.info["last_step"] == "Segmenting bone"
-    assert "Autosaved" in window.statusBar().currentMessage()
+    assert window.autosave.label.text().startswith("Autosaved")
     assert not window.autosave.needs_autosave()
 
 
