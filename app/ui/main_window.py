@@ -101,7 +101,7 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
     # -- construction --------------------------------------------------------
     def _build_central(self) -> None:
         central = QWidget()
-        grid = QGridLayout(central)
+        grid = self._grid = QGridLayout(central)
         grid.setContentsMargins(2, 2, 2, 2)
         grid.setSpacing(3)
         grid.addWidget(self.views.views["axial"], 0, 0)
@@ -326,6 +326,11 @@ class MainWindow(FileActionsMixin, PlanActionsMixin, QMainWindow):
         for name, view in self.views.views.items():
             view.setVisible(mode in ("four-up", name))
         self.scene.setVisible(mode in ("four-up", "3d"))
+        # Hidden cells keep their stretch: give it all to the maximised view's row and column.
+        row, col = {"axial": (0, 0), "3d": (0, 1), "coronal": (1, 0), "sagittal": (1, 1)}.get(mode, (None, None))
+        for i in range(2):
+            self._grid.setRowStretch(i, 1 if row in (None, i) else 0)
+            self._grid.setColumnStretch(i, 1 if col in (None, i) else 0)
 
     def _show_cursor_info(self, ijk) -> None:
         volume = self.views.volume

@@ -163,3 +163,14 @@ def test_high_dpi_renders_vtk_at_device_pixels(tmp_path):
     ratio, w, h, rw, rh = (float(v) for v in out.stdout.split()[-5:])
     assert ratio == pytest.approx(1.5)
     assert rw == pytest.approx(w * ratio, abs=2) and rh == pytest.approx(h * ratio, abs=2)
+
+
+def test_maximised_view_fills_the_view_area(qtbot, window):
+    area = window.welcome.views_widget
+    for mode, widget in (("3d", window.scene), ("sagittal", window.views.views["sagittal"])):
+        window.set_layout(mode)
+        qtbot.wait(50)
+        assert widget.width() > 0.95 * area.width() and widget.height() > 0.95 * area.height(), mode
+    window.set_layout("four-up")
+    qtbot.wait(50)
+    assert window.scene.width() < 0.55 * area.width()
