@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from imaging.windowing import window_to_gray
 from imaging.volume import LabelMap, Volume
+from viewer.markers import paint_markers
 from viewer.slice_geometry import (
     ViewAxes,
     display_shape,
@@ -276,7 +277,7 @@ class SliceView(QWidget):
         """Screen pixels per mm at the current zoom (0 without a volume)."""
         if self._volume is None:
             return 0.0
-        rows, cols = display_shape(self._volume.dims_xyz, self._axes)
+        _rows, cols = display_shape(self._volume.dims_xyz, self._axes)
         _row_mm, col_mm = pixel_spacing(self._volume.geometry.spacing_xyz, self._axes)
         return self.image_rect().width() / (cols * col_mm)
 
@@ -362,26 +363,10 @@ class SliceView(QWidget):
         painter.setRenderHint(QPainter.Antialiasing, True)
         if self._point is not None:
             self._paint_crosshair(painter)
-        self._paint_markers(painter)
+        paint_markers(self, painter, self._markers)
         if self._tool is not None and self._hover_pos is not None:
             self._tool.paint(self, painter, self._hover_pos)
         self._paint_annotations(painter, area)
-
-    def _paint_markers(self, painter: QPainter) -> None:
-        rect = self.image_rect()
-        rows, cols = display_shape(self._volume.dims_xyz, self._axes)
-        n = self._axes.normal_axis
-        for ijk, text, color in self._markers:
-            if abs(ijk[n] - self._index) > 0.5:
-                continue
-            row, col, _ = index_to_display(self._axes, self._volume.dims_xyz, tuple(np.rint(ijk).astype(int)))
-            frac = ijk - np.rint(ijk)  # keep the sub-voxel position on screen
-            col += -frac[self._axes.col_axis] if self._axes.col_flip else frac[self._axes.col_axis]
-            row += -frac[self._axes.row_axis] if self._axes.row_flip else frac[self._axes.row_axis]
-            c = QPointF(rect.x() + (col + 0.5) * rect.width() / cols, rect.y() + (row + 0.5) * rect.height() / rows)
-            painter.setPen(QPen(QColor(color), 2))
-            painter.drawEllipse(c, 4.0, 4.0)
-            painter.drawText(c + QPointF(6.0, -6.0), text)
 
     def _paint_crosshair(self, painter: QPainter) -> None:
         rect = self.image_rect()

@@ -8,6 +8,7 @@ box in place and announce the change through ``Case.changed``.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Optional
 
 from PySide6.QtGui import QUndoCommand
@@ -15,7 +16,35 @@ from PySide6.QtGui import QUndoCommand
 from app.case import Case, Provenance, item_id
 from imaging.edit_history import Edit, EditHistory, NewContent
 from imaging.landmarks import Landmark
-from imaging.volume import LabelMap
+from imaging.volume import LabelMap, hash_array
+
+#: Label maps larger than this are hashed for their provenance on a background thread
+#: (sha256 of a 512 x 512 x 300 label takes ~0.3-1 s: too long a pause after each stroke).
+SYNC_HASH_BYTES = 16 << 20
+_pending: dict[int, threading.Thread] = {}  # id(provenance) -> thread filling its output_hash
+
+
+def fill_output_hash(provenance: Provenance, labelmap: LabelMap) -> None:
+    """Set ``provenance.output_hash`` to the label's content hash (now, or soon for big labels)."""
+    if labelmap.array.nbytes <= SYNC_HASH_BYTES:
+        provenance.output_hash = labelmap.content_hash()
+        return
+    snapshot = labelmap.array.copy()  # the next stroke may edit the array while hashing
+
+    def run() -> None:
+        provenance.output_hash = hash_array(snapshot, labelmap.geometry)
+
+    thread = threading.Thread(target=run, name="label-hash", daemon=True)
+    _pending[id(provenance)] = thread
+    thread.start()
+
+
+def output_hash(provenance: Provenance) -> str:
+    """``provenance.output_hash``, waiting for a background hash still running."""
+    thread = _pending.pop(id(provenance), None)
+    if thread is not None:
+        thread.join()
+    return provenance.output_hash
 
 
 def record_edit(labelmap: LabelMap, new: NewContent, description: str) -> Optional[Edit]:
@@ -30,7 +59,8 @@ def record_edit(labelmap: LabelMap, new: NewContent, description: str) -> Option
 def label_input(case: Case, name: str, labelmap: LabelMap) -> dict[str, str]:
     """Provenance input entry of a label as it is now: its last record's output hash, else its content hash."""
     last = case.provenance.get(item_id("label", name))
-    digest = last.output_hash if last is not None and last.output_hash else labelmap.content_hash()
+    digest = output_hash(last) if last is not None else ""
+    digest = digest or labelmap.content_hash()
     return {"id": item_id("label", name), "hash": digest}
 
 
@@ -78,7 +108,7 @@ class LabelEditCommand(QUndoCommand):
         self.previous_provenance = case.provenance.get(self._iid)
         self.provenance = provenance
         if provenance is not None:
-            provenance.output_hash = labelmap.content_hash()
+            fill_output_hash(provenance, labelmap)
 
     def _set_provenance(self, provenance: Optional[Provenance]) -> None:
         if provenance is not None:

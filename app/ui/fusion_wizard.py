@@ -51,7 +51,7 @@ NUDGE_AXES = (("tx", "Translate L", " mm"), ("ty", "Translate P", " mm"), ("tz",
               ("rx", "Rotate about L", " deg"), ("ry", "Rotate about P", " deg"), ("rz", "Rotate about S", " deg"))
 DISTANCE_CLIM_MM = 2.0  # colour map saturates at +-2 mm: sub-millimetre fits show as white
 ACTOR_BEFORE, ACTOR_AFTER = "fusion_before", "fusion_after"
-BAR_TITLE = "distance (mm)"
+BAR_TITLE = "mm"
 
 
 def nudge_matrix(values: dict[str, float], center_mm) -> np.ndarray:
@@ -117,8 +117,9 @@ class FusionWizard(QDialog):
         self.result_label.setMinimumHeight(56)
         self.result_label.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.show_mode = QComboBox()
-        self.show_mode.addItems(["Before and after", "After (distance map)", "Before"])
-        self.show_mode.setToolTip("Before: the scan as imported (grey); after: fused, coloured by distance")
+        self.show_mode.addItems(["After (distance map)", "Before and after", "Before"])
+        self.show_mode.setToolTip("Before: the scan as imported (grey); after: fused, coloured by distance "
+                                  "(the CT surface is hidden meanwhile)")
         run_box = QGroupBox("4. Fuse and check")
         run = QGridLayout(run_box)
         run.addWidget(self.run_button, 0, 0)
@@ -380,7 +381,7 @@ class FusionWizard(QDialog):
         plotter = scene.plotter
         mode = self.show_mode.currentText()
         self._remove_actors()
-        if self.scan is not None and mode != "After (distance map)":
+        if self.scan is not None and (mode != "After (distance map)" or self.result is None):
             plotter.add_mesh(self.scan.surface, color=(0.7, 0.7, 0.72), opacity=0.45, name=ACTOR_BEFORE,
                              reset_camera=False, render=False)
         if self.result is not None and mode != "Before":
@@ -391,12 +392,21 @@ class FusionWizard(QDialog):
                                      clim=(-DISTANCE_CLIM_MM, DISTANCE_CLIM_MM), name=ACTOR_AFTER,
                                      reset_camera=False, render=False, smooth_shading=True,
                                      scalar_bar_args={"title": BAR_TITLE, "n_labels": 5, "vertical": True,
-                                                      "position_x": 0.86, "position_y": 0.15, "height": 0.7})
+                                                      "fmt": "%.1f", "width": 0.05, "position_x": 0.82,
+                                                      "position_y": 0.15, "height": 0.7})
             actor.SetUserMatrix(vtk_matrix(self.nudge_correction()))
+        self._hide_target(self.result is not None and mode == "After (distance map)")
         if reset_camera:
             scene.reset_camera("anterior")
         scene.request_render()
         self._show_numbers()
+
+    def _hide_target(self, hide: bool) -> None:
+        """The fused scan lies on the CT surface: "After" hides the surface so the map is not interleaved."""
+        w = self.window_
+        target = self.target.currentText()
+        if target in w.scene.surface_actors:
+            w.scene.set_surface_visible(target, not hide and w.seg_panel.is_visible("surface", target))
 
     def _remove_actors(self) -> None:
         plotter = self.window_.scene.plotter
@@ -440,6 +450,7 @@ class FusionWizard(QDialog):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self._remove_actors()
+        self._hide_target(False)
         self.window_.scene.request_render()
         super().closeEvent(event)
 

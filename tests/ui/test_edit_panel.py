@@ -241,3 +241,20 @@ def test_brush_undo_redo_and_grow(qtbot, window, philips_series, screenshots):
     assert not editor.lasso.enabled and panel.current_tool() == ""
     plotter.disable_parallel_projection()
     assert not window.errors
+
+
+def test_big_label_hash_runs_in_background():
+    """A 512 x 512 x 80 label (20 MB) is hashed off the GUI thread; readers wait for the result."""
+    from app.case import Provenance
+    from app.ui.edit_commands import SYNC_HASH_BYTES, fill_output_hash, output_hash
+    from imaging.volume import Geometry
+
+    array = np.zeros((80, 512, 512), np.uint8)
+    array[10:20, 100:200, 100:200] = 1
+    label = LabelMap(array, Geometry((0.5, 0.5, 1.0)), {})
+    assert array.nbytes > SYNC_HASH_BYTES
+    expected = label.content_hash()
+    prov = Provenance("edit_paint", {})
+    fill_output_hash(prov, label)
+    label.array[0, 0, 0] = 1  # the next stroke, while hashing: the record keeps the state it names
+    assert output_hash(prov) == expected != label.content_hash()

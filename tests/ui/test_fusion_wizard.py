@@ -78,7 +78,8 @@ def test_fusion_wizard_fuse_nudge_accept_undo(qtbot, window, tmp_path, screensho
     assert err["rotation_deg"] < 1.0 and err["tre_rms_mm"] < 0.3
     assert result.rms_mm == pytest.approx(0.1, abs=0.03) and result.inlier_fraction > 0.97
     assert "RMS" in wizard.result_label.text()
-    assert ACTOR_AFTER in plotter.renderer.actors
+    assert ACTOR_AFTER in plotter.renderer.actors and ACTOR_BEFORE not in plotter.renderer.actors
+    assert not window.scene.surface_actors["skin"].GetVisibility()  # "After": the map alone on the face
     assert np.abs(wizard._distances).max() < 1.0
     window.scene.screenshot()
     window.grab().save(str(screenshots / "fusion_wizard_main.png"))
@@ -115,6 +116,17 @@ def test_fusion_wizard_fuse_nudge_accept_undo(qtbot, window, tmp_path, screensho
     assert "face_scan_fused" not in case.surfaces and "face_scan_fused" not in window.scene.surface_actors
     window.undo_stack.redo()
     assert "face_scan_fused" in case.surfaces
+
+    # Start from landmark pairs instead of the feature search (four points picked with 1 mm error).
+    scan_pts = np.asarray(wizard.scan.surface.points)
+    picks = scan_pts[[int(np.argmin(scan_pts @ d)) for d in np.eye(3)] + [int(np.argmax(scan_pts[:, 0]))]]
+    rng = np.random.default_rng(1)
+    wizard.set_landmark_pairs(picks, truth.apply(picks) + rng.normal(0.0, 1.0, picks.shape))
+    qtbot.mouseClick(wizard.run_button, Qt.LeftButton)
+    wait_idle(qtbot, window)
+    assert wizard.result.method == "landmarks+icp" and wizard.result.landmark_rms_mm > 0.5
+    err = transform_error(wizard.result.transform, truth, points_mm=scan_pts)
+    assert err["rotation_deg"] < 1.0 and err["tre_rms_mm"] < 0.3
     wizard.close()
-    assert ACTOR_AFTER not in plotter.renderer.actors
+    assert ACTOR_AFTER not in plotter.renderer.actors and window.scene.surface_actors["skin"].GetVisibility()
     assert not window.errors
