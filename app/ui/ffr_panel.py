@@ -224,6 +224,8 @@ def install(window) -> FfrController:
     dock = QDockWidget("Virtual FFR", window)
     dock.setObjectName("dock_ffr_panel")
     dock.setWidget(controller.panel)
+    # not floatable: re-parenting the two VTK render windows into a floating window crashes under X11
+    dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable)
     window.addDockWidget(Qt.BottomDockWidgetArea, dock)
     dock.hide()
     window.ffr_dock = dock

@@ -18,6 +18,8 @@ def test_ffr_panel_on_the_coronary(qtbot, window, screenshots):
     window.actions_by_name["ffr_panel"].trigger()
     panel = window.ffr_panel
     assert window.ffr_dock.isVisible()
+    window.resize(1500, 1000)
+    window.resizeDocks([window.ffr_dock], [720], Qt.Vertical)
     assert panel.surface_combo.currentText() == "coronary_lumen"
     qtbot.mouseClick(panel.compute_button, Qt.LeftButton)
     wait_idle(qtbot, window)
@@ -33,8 +35,6 @@ def test_ffr_panel_on_the_coronary(qtbot, window, screenshots):
     panel.stent_box.setChecked(True)
     assert session.plan is not None and session.plan.ffr_min > 0.9
     assert "stented" in panel.summary.text() and set(panel.view.curves) == {"baseline", "stented"}
-    window.ffr_dock.setFloating(True)
-    window.ffr_dock.resize(1400, 760)
     qtbot.wait(300)
     window.ffr_dock.grab().save(str(screenshots / "ffr_panel_stent.png"))
 
@@ -54,5 +54,7 @@ def test_ffr_panel_on_the_coronary(qtbot, window, screenshots):
     assert ffr[0] > ffr[1] > ffr[2]
     kinds = [panel.table.item(r, 6).text() for r in range(panel.table.rowCount())]
     assert any(k.startswith("scenario") for k in kinds)
-    qtbot.wait(300)
+    for pane in (panel.view.baseline, panel.view.plan):
+        pane.plotter.render()
+    qtbot.wait(500)
     window.ffr_dock.grab().save(str(screenshots / "ffr_panel_scenario.png"))
