@@ -117,3 +117,15 @@ def test_stent_restores_reference_radius_and_deforms_surface():
     surface = coronary_lumen().surface
     same = deform_surface(surface, coronary_tree(), coronary_tree())
     np.testing.assert_allclose(same.points, surface.points)
+
+
+def test_progress_and_cancel():
+    from concurrent.futures import CancelledError
+
+    tube = pv.Cylinder(radius=1.0, height=8.0, resolution=24, capping=False).triangulate().subdivide(2)
+    lumen = lumen_from_surface(tube)
+    seen = []
+    extract_centerlines(lumen, progress=lambda f, m: seen.append(f))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    with pytest.raises(CancelledError):
+        extract_centerlines(lumen, cancelled=lambda: True)
