@@ -12,7 +12,7 @@ from benchmarks import bench_dicom, bench_mesh
 
 #: Benchmark modules that may not exist in every checkout yet.
 OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit", "benchmarks.bench_reduced",
-            "benchmarks.bench_sweep")
+            "benchmarks.bench_sweep", "benchmarks.bench_gui_edit")
 
 
 def main(argv=None) -> int:

@@ -8,15 +8,17 @@ box in place and announce the change through ``Case.changed``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 from typing import Optional
 
+import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from app.case import Case, Provenance, item_id
 from imaging.edit_history import Edit, EditHistory, NewContent
 from imaging.landmarks import Landmark
-from imaging.volume import LabelMap, hash_array
+from imaging.volume import LabelMap
 
 #: Label maps larger than this are hashed for their provenance on a background thread
 #: (sha256 of a 512 x 512 x 300 label takes ~0.3-1 s: too long a pause after each stroke).
@@ -25,18 +27,51 @@ _pending: dict[int, threading.Thread] = {}  # id(provenance) -> thread filling i
 
 
 def fill_output_hash(provenance: Provenance, labelmap: LabelMap) -> None:
-    """Set ``provenance.output_hash`` to the label's content hash (now, or soon for big labels)."""
+    """Set ``provenance.output_hash`` to the label's content hash (now, or soon for big labels).
+
+    The background thread reads the live array: every label edit first calls
+    :func:`wait_for_hashes`, so nothing changes it while it is hashed.
+    """
     if labelmap.array.nbytes <= SYNC_HASH_BYTES:
         provenance.output_hash = labelmap.content_hash()
         return
-    snapshot = labelmap.array.copy()  # the next stroke may edit the array while hashing
 
     def run() -> None:
-        provenance.output_hash = hash_array(snapshot, labelmap.geometry)
+        provenance.output_hash = _streamed_hash(labelmap)
 
     thread = threading.Thread(target=run, name="label-hash", daemon=True)
     _pending[id(provenance)] = thread
     thread.start()
+
+
+def _streamed_hash(labelmap: LabelMap) -> str:
+    """``labelmap.content_hash()`` (``imaging.volume.hash_array``), fed to sha256 in 4 MB slices.
+
+    Same digest (a test checks it); the slices keep the GUI thread responsive,
+    where one ``tobytes`` copy of a big label would hold the interpreter lock.
+    """
+    a = labelmap.array
+    if not a.flags.c_contiguous:
+        return labelmap.content_hash()
+    h = hashlib.sha256()
+    h.update(str(a.dtype).encode())
+    h.update(str(a.shape).encode())
+    flat = a.reshape(-1).view(np.uint8)
+    for start in range(0, flat.size, 1 << 22):
+        h.update(flat[start:start + (1 << 22)])
+    g = labelmap.geometry
+    h.update(np.round(np.array(g.spacing_xyz), 6).tobytes())
+    h.update(np.round(np.array(g.origin_xyz), 6).tobytes())
+    h.update(np.round(g.direction, 6).tobytes())
+    return h.hexdigest()
+
+
+def wait_for_hashes() -> None:
+    """Let background label hashes finish (call before changing any label in place)."""
+    for key in list(_pending):
+        thread = _pending.pop(key, None)
+        if thread is not None:
+            thread.join()
 
 
 def output_hash(provenance: Provenance) -> str:
@@ -53,6 +88,7 @@ def record_edit(labelmap: LabelMap, new: NewContent, description: str) -> Option
     One throw-away ``EditHistory`` does the box search and compression, so the
     GUI records exactly what the command-line history records.
     """
+    wait_for_hashes()
     return EditHistory().apply(labelmap, new, description)
 
 
@@ -125,12 +161,14 @@ class LabelEditCommand(QUndoCommand):
         if self._applied:
             self._applied = False
         else:
+            wait_for_hashes()
             self.edit.redo(self.labelmap)
         if self.provenance is not None:
             self._set_provenance(self.provenance)
         self.case.changed.emit("label", self.name)
 
     def undo(self) -> None:
+        wait_for_hashes()
         self.edit.undo(self.labelmap)
         if self.provenance is not None:
             self._set_provenance(self.previous_provenance)

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QDockWidget
 from app.case import Provenance
 from app.pipeline import StepResult
 from app.ui.commands import ApplyStepCommand
-from app.ui.edit_commands import LabelEditCommand, edit_provenance, label_input, record_edit
+from app.ui.edit_commands import LabelEditCommand, edit_provenance, label_input, record_edit, wait_for_hashes
 from app.ui.edit_panel import RADIUS_RANGE_MM, SCISSORS_MODES, TOOLS, SegmentEditorPanel
 from app.ui.case_watch import on_case_refresh
 from app.ui.extensions import menu
@@ -203,6 +203,7 @@ class SegmentEditor(QObject):
             self._stroke = None
             self._status(f"Busy: {self.window.runner.title}; paint when it has finished")
             return
+        wait_for_hashes()  # the last stroke's record may still be hashing this array
         self._stroke = Stroke(labelmap)
         self._stroke_label = name
         self._stroke_brush = "sphere" if self.panel.sphere.isChecked() else view_name

@@ -15,6 +15,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QKeySequence
 from scipy import ndimage
 
+from imaging.edit_history import RegionChange
 from imaging.segment_tools import paint_disk
 from imaging.volume import LabelMap
 from tests.ui.conftest import load, wait_idle
@@ -246,7 +247,7 @@ def test_brush_undo_redo_and_grow(qtbot, window, philips_series, screenshots):
 def test_big_label_hash_runs_in_background():
     """A 512 x 512 x 80 label (20 MB) is hashed off the GUI thread; readers wait for the result."""
     from app.case import Provenance
-    from app.ui.edit_commands import SYNC_HASH_BYTES, fill_output_hash, output_hash
+    from app.ui.edit_commands import SYNC_HASH_BYTES, fill_output_hash, output_hash, record_edit
     from imaging.volume import Geometry
 
     array = np.zeros((80, 512, 512), np.uint8)
@@ -256,5 +257,6 @@ def test_big_label_hash_runs_in_background():
     expected = label.content_hash()
     prov = Provenance("edit_paint", {})
     fill_output_hash(prov, label)
-    label.array[0, 0, 0] = 1  # the next stroke, while hashing: the record keeps the state it names
+    # The next edit waits for the hash: the record names the state before it.
+    record_edit(label, RegionChange((0, 0, 0), np.ones((1, 1, 1), np.uint8)), "next stroke")
     assert output_hash(prov) == expected != label.content_hash()
