@@ -46,7 +46,8 @@ def _bar_args(title: str, fmt: str = "%.1f") -> dict:
 
 def _nice_top(values: np.ndarray, step: float = 0.5) -> float:
     """Colour range top rounded up to ``step`` (the tolerance keeps a solver's 5.000000001 at 5)."""
-    top = float(np.max(np.abs(values))) if len(values) else 0.0
+    values = np.atleast_1d(values)
+    top = float(np.max(np.abs(values))) if values.size else 0.0
     return max(step, float(np.ceil(top / step - 1e-6) * step))
 
 
