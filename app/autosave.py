@@ -242,6 +242,7 @@ class AutosaveSession:
 
     def __init__(self, root: Optional[Path] = None) -> None:
         self.root = Path(root) if root is not None else recovery_dir()
+        find_crashed_sessions(self.root)  # drops folders of dead sessions that never autosaved
         self.session_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.folder = self.root / self.session_id
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,7 @@ def test_guide_jaw_surgery_workflow(qtbot, window, demo_case_path):
     # interpolation overshoot of the coarse 10 mm elements used here for speed.
     assert 0.5 <= shown <= 5.0 * 1.05
     window.set_layout("3d")
+    qtbot.wait(200)  # let the layout settle before the picture
     save_doc_image(window.grab_window(), "jaw_3_soft_tissue_prediction.png")
     window.set_layout("four-up")
 
@@ -114,14 +115,6 @@ def test_guide_recovery_and_preferences(qtbot, window):
     settings.close()
 
 
-def test_guide_images_are_referenced_and_small():
-    guide = (ROOT / "docs" / "user-guide.md").read_text()
-    referenced = {line.split("](images/")[1].split(")")[0] for line in guide.splitlines() if "](images/" in line}
-    on_disk = {p.name for p in IMAGES.glob("*.png")}
-    assert referenced <= on_disk, referenced - on_disk
-    assert sum((IMAGES / n).stat().st_size for n in referenced) < 700_000
-
-
 def test_guide_ffr_workflow(qtbot, window):
     from app.case import Case, Provenance
     from tests.vessel_cases import coronary_lumen
@@ -142,3 +135,11 @@ def test_guide_ffr_workflow(qtbot, window):
     window.ffr_dock.resize(1300, 700)
     qtbot.wait(300)
     save_doc_image(window.ffr_dock.grab().toImage(), "ffr_stent.png")
+
+
+def test_guide_images_are_referenced_and_small():
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    referenced = {line.split("](images/")[1].split(")")[0] for line in guide.splitlines() if "](images/" in line}
+    on_disk = {p.name for p in IMAGES.glob("*.png")}
+    assert referenced <= on_disk, referenced - on_disk
+    assert sum((IMAGES / n).stat().st_size for n in referenced) < 700_000
