@@ -131,8 +131,9 @@ def test_guide_ffr_workflow(qtbot, window):
     assert session.baseline.ffr_min < 0.80  # the ~84 % lesion is significant
     panel.stent_box.setChecked(True)
     assert session.plan is not None and session.plan.ffr_min > 0.9
-    window.ffr_dock.setFloating(True)
-    window.ffr_dock.resize(1300, 700)
+    # Docked, not floating: re-parenting its VTK views into a floating window crashes under X11.
+    window.resize(1500, 1000)
+    window.resizeDocks([window.ffr_dock], [720], Qt.Vertical)
     qtbot.wait(300)
     save_doc_image(window.ffr_dock.grab().toImage(), "ffr_stent.png")
 
