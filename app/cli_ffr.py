@@ -114,6 +114,21 @@ def _stented(tree, lesions, specs):
     return tree, done
 
 
+def _jsonable(obj):
+    """Plain JSON types from a solver report (numpy scalars and arrays, nested containers)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
+
+
 def cmd_ffr(args) -> int:
     from imaging.centerline import extract_centerlines
     from imaging.lesions import detect_lesions, introduce_lesion
@@ -168,7 +183,7 @@ def cmd_ffr(args) -> int:
         res3 = solve_ffr_3d(surface, lumen.ports, centerlines=plan_tree.to_polydata(), mesh_size_mm=args.mesh_mm,
                             progress=lambda f, m: bar(0.5 + 0.5 * f, m))
         data.update(ffr_min=float(res3.ffr_min), per_outlet={k: float(v) for k, v in res3.per_outlet.items()},
-                    dofs=int(res3.dofs), solver=res3.report, ffr_min_1d=result.ffr_min,
+                    dofs=int(res3.dofs), solver=_jsonable(res3.report), ffr_min_1d=result.ffr_min,
                     per_outlet_1d=result.per_outlet)
     else:
         data.update(ffr_min=result.ffr_min, per_outlet=result.per_outlet, dofs=result.dofs,
