@@ -110,3 +110,14 @@ def test_errors_are_one_line(tmp_path, capsys):
         assert main([str(a) for a in args]) == 2, args
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err, err
+
+
+def test_3d_without_the_flow_module_is_one_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    tube = tmp_path / "tube.stl"
+    open_tube(1.5, 12.0).save(tube)
+    monkeypatch.setitem(sys.modules, "mechanics.flow", None)  # as if mechanics/flow.py were absent
+    assert main(["ffr", str(tube), "--model", "3d"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mechanics.flow" in err and "\n" not in err
