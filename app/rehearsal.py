@@ -318,11 +318,13 @@ def draw_layers(plotter: pv.Plotter, layers: list[Layer], prefix: str = "rehears
     for layer in layers:
         name = prefix + layer.name
         names.append(name)
-        key = (id(layer.mesh), layer.color, layer.opacity, layer.scalars, layer.clim, layer.cmap)
-        if cache is not None and cache.get(name) == key and name in plotter.actors:
+        style = (layer.color, layer.opacity, layer.scalars, layer.clim, layer.cmap)
+        cached = cache.get(name) if cache is not None else None
+        # The cache holds the mesh itself: comparing ids of dropped temporaries would match reused ids.
+        if cached is not None and cached[0] is layer.mesh and cached[1] == style and name in plotter.actors:
             continue
         if cache is not None:
-            cache[name] = key
+            cache[name] = (layer.mesh, style)
         # Point normals computed once at build time give smooth shading without per-frame normals.
         kw = dict(smooth_shading=False, specular=0.2, opacity=layer.opacity, name=name, reset_camera=False,
                   render=False)
@@ -338,6 +340,33 @@ def draw_layers(plotter: pv.Plotter, layers: list[Layer], prefix: str = "rehears
 def set_camera(plotter: pv.Plotter, camera: tuple) -> None:
     plotter.camera.position, plotter.camera.focal_point, plotter.camera.up = camera
     plotter.reset_camera_clipping_range()
+
+
+def paint_legend(frame: np.ndarray, layers: list[Layer]) -> np.ndarray:
+    """Colour bar of the first scalar-coloured layer painted into the frame (bottom right).
+
+    Painted with PIL rather than VTK: pyvista's scalar bar aborted VTK (std::bad_alloc)
+    inside the Qt application.
+    """
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    layer = next((x for x in layers if x.scalars and x.clim), None)
+    if layer is None:
+        return frame
+    h, w = frame.shape[:2]
+    bw, bh = max(w // 3, 60), max(h // 40, 6)
+    x0, y0 = w - bw - 12, h - bh - 30
+    ramp = colormaps[layer.cmap](np.linspace(0.0, 1.0, bw))[:, :3] * 255
+    out = frame.copy()
+    out[y0:y0 + bh, x0:x0 + bw] = ramp[None, :, :].astype(np.uint8)
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    lo, hi = layer.clim
+    draw.text((x0, y0 - 12), layer.scalars.replace("_", " "), fill=(255, 255, 255))
+    draw.text((x0, y0 + bh + 2), f"{lo:.2f}", fill=(255, 255, 255))
+    draw.text((x0 + bw - 6 * len(f"{hi:.2f}"), y0 + bh + 2), f"{hi:.2f}", fill=(255, 255, 255))
+    return np.asarray(img)
 
 
 def _timeline(frame: np.ndarray, index: int, total: int) -> np.ndarray:
@@ -372,7 +401,7 @@ def render_frames(rehearsal: Rehearsal, *, size: tuple[int, int] = (640, 480),
             if cancelled is not None and cancelled():
                 raise CancelledError()
             layers = rehearsal.scene(step, t)
-            names = draw_layers(plotter, layers, cache=cache)
+            names = draw_layers(plotter, layers, cache=cache, scalar_bar=False)
             for stale in set(previous) - set(names):
                 plotter.remove_actor(stale, render=False)
                 cache.pop(stale, None)
@@ -383,7 +412,7 @@ def render_frames(rehearsal: Rehearsal, *, size: tuple[int, int] = (640, 480),
             set_camera(plotter, rehearsal.camera)
             frame = np.asarray(plotter.screenshot(return_img=True))[..., :3]
             progress((i + 1) / len(plan), f"Frame {i + 1}/{len(plan)}")
-            yield _timeline(frame, i, len(plan))
+            yield _timeline(paint_legend(frame, layers), i, len(plan))
     finally:
         plotter.close()
 

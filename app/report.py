@@ -232,7 +232,7 @@ def _scenario_view(case: Case, sc: ScenarioView, size: tuple[int, int]) -> Optio
     """The scenario's result scene (last rehearsal step) rendered offscreen."""
     import pyvista as pv
 
-    from app.rehearsal import build_rehearsal, draw_layers, set_camera
+    from app.rehearsal import build_rehearsal, draw_layers, paint_legend, set_camera
     from imaging.errors import InputError
 
     try:
@@ -243,9 +243,10 @@ def _scenario_view(case: Case, sc: ScenarioView, size: tuple[int, int]) -> Optio
     plotter = pv.Plotter(off_screen=True, window_size=list(size))
     try:
         plotter.set_background("#1e1e24")
-        draw_layers(plotter, reh.scene(len(reh.steps) - 1, 1.0))
+        layers = reh.scene(len(reh.steps) - 1, 1.0)
+        draw_layers(plotter, layers, scalar_bar=False)
         set_camera(plotter, reh.camera)
-        return _array_png(np.asarray(plotter.screenshot(return_img=True))[..., :3])
+        return _array_png(paint_legend(np.asarray(plotter.screenshot(return_img=True))[..., :3], layers))
     finally:
         plotter.close()
 

@@ -22,6 +22,7 @@ UI_EXTENSIONS: tuple[str, ...] = (
     "app.ui.settings_dialog",
     "app.ui.welcome",
     "app.ui.scenario_panel",
+    "app.ui.rehearsal_panel",
     "app.ui.ffr_panel",
     "app.ui.thread_panel",
 )
