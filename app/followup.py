@@ -173,17 +173,33 @@ def run_followup(
     progress: Optional[ProgressFn] = None,
     cancelled: Optional[CancelledFn] = None,
 ) -> dict:
-    """Import a follow-up scan into ``case`` and compare the prediction with it.
+    """:func:`compute_followup` and store its items in ``case``; returns the report."""
+    from app.pipeline import apply_result
 
-    Adds ``volume/<name>_ct``, ``label/<name>_<recipe label>``,
-    ``surface/<name>_skin``, ``surface/<name>_predicted_skin`` and
-    ``surface/<name>_distance`` (point arrays ``distance_mm``,
-    ``no_change_distance_mm``).
+    results, report = compute_followup(case, request, progress=progress, cancelled=cancelled)
+    for result in results:
+        apply_result(case, result)
+    return report
+
+
+def compute_followup(
+    case: Case,
+    request: FollowupRequest,
+    *,
+    progress: Optional[ProgressFn] = None,
+    cancelled: Optional[CancelledFn] = None,
+) -> tuple[list, dict]:
+    """Register, segment and compare a follow-up scan without changing ``case`` (safe on a worker).
+
+    The results (``StepResult`` list, in order) are ``volume/<name>_ct``,
+    ``label/<name>_<recipe label>``, ``surface/<name>_skin``,
+    ``surface/<name>_predicted_skin`` and ``surface/<name>_distance`` (point
+    arrays ``distance_mm``, ``no_change_distance_mm``).
 
     Returns
     -------
-    dict
-        ``registration`` (matrix follow-up -> baseline, metric...),
+    (list of StepResult, dict)
+        The report: ``registration`` (matrix follow-up -> baseline, metric...),
         ``distance`` and ``no_change`` statistics (all points) and the same in
         ``moved_region`` (points the plan moves by > 0.5 mm), ``landmarks``
         (name -> predicted, actual, error_mm, method), ``items``, ``seconds``.
@@ -196,8 +212,13 @@ def run_followup(
     from imaging.segment import segment_threshold
     from imaging.meshing import mesh_labelmap
 
+    from app.pipeline import StepResult
+
     progress = progress or no_progress
     t0 = time.perf_counter()
+    base_case, case = case, Case(case.name)  # a scratch view: the items are shared, the dicts are not
+    case.volumes, case.labels, case.surfaces = dict(base_case.volumes), dict(base_case.labels), dict(base_case.surfaces)
+    case.provenance, case.landmarks = dict(base_case.provenance), dict(base_case.landmarks)
     pred_name = choose_prediction(case, request.prediction)
     pred_prov = case.provenance[f"surface/{pred_name}"]
     skin_label = pred_prov.params.get("skin", "skin")
@@ -264,10 +285,15 @@ def run_followup(
         "landmarks": landmark_errors(case, predicted, actual, reg.transform, request.landmarks_file),
     }
     report["seconds"] = round(time.perf_counter() - t0, 3)
+    results = []
+    for iid in items:
+        kind, name = iid.split("/", 1)
+        store = {"volume": case.volumes, "label": case.labels, "surface": case.surfaces}[kind]
+        results.append(StepResult(kind, name, store[name], case.provenance[iid]))
     progress(1.0, "Follow-up compared")
     log.info("follow-up: median |d| %.2f mm (no change %.2f mm), %.1f s", report["distance"].get("median_abs_mm",
              float("nan")), report["no_change"].get("median_abs_mm", float("nan")), report["seconds"])
-    return report
+    return results, report
 
 
 def landmark_errors(case: Case, predicted: pv.PolyData, actual: pv.PolyData, followup_to_baseline: Transform,

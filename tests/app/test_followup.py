@@ -19,9 +19,8 @@ import pytest
 from app.cli import main
 from app.project import load_case
 from app.thread import build_thread
-from imaging.landmarks import Landmark, write_csv
 from imaging.transform import Transform, transform_error
-from tests.app.twin_cases import NOISE_MM, cranium_twin, synthetic_postop
+from tests.app.twin_cases import NOISE_MM, cranium_postop, cranium_twin
 
 pytestmark = [pytest.mark.fem, pytest.mark.slow]
 
@@ -38,12 +37,9 @@ def twinplan(*args) -> tuple[int, str, str]:
 def followup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("followup")
     case = load_case(cranium_twin())
-    truth = synthetic_postop(case, tmp / "postop.nrrd")
-    nose = np.asarray(case.landmarks["pronasale"].position_lps, float)
-    moved_nose = nose + truth["displacement_at"](nose)[0]  # where the nose tip went, baseline frame
-    write_csv([Landmark("pronasale", tuple(truth["to_followup"](moved_nose)))], tmp / "found.csv")
-    code, out, err = twinplan("followup", cranium_twin(), tmp / "postop.nrrd", "--out", tmp / "updated.twin",
-                              "--landmarks", tmp / "found.csv", "--json")
+    scan, found, truth = cranium_postop()
+    code, out, err = twinplan("followup", cranium_twin(), scan, "--out", tmp / "updated.twin",
+                              "--landmarks", found, "--json")
     assert code == 0, err
     return json.loads(out), truth, load_case(tmp / "updated.twin"), case, tmp
 

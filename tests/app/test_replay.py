@@ -9,7 +9,6 @@ import pytest
 
 from app.project import load_case
 from app.replay import OPERATIONS, redo_from, replay_case
-from app.thread import build_thread
 from imaging.errors import InputError
 from tests.app.twin_cases import DEMO_CASE, cranium_twin
 
@@ -78,12 +77,11 @@ def test_missing_or_changed_source_is_a_clear_error(case, tmp_path):
 
 
 def test_redo_from_recomputes_item_and_dependents(case):
-    results = redo_from(case, "label/maxilla")
-    assert [f"{r.kind}/{r.name}" for r in results] == ["label/maxilla", "surface/predicted_skin_maxilla"]
-    assert results[0].item.content_hash() == case.labels["maxilla"].content_hash()
-    pred = case.surfaces["predicted_skin_maxilla"]
-    assert np.abs(results[1].item.points - pred.points).max() < 1e-6
-    assert build_thread(case).nodes["label/maxilla"].hash == case.labels["maxilla"].content_hash()  # untouched
+    # The in-place chain (label/maxilla~1 -> label/maxilla) and the FE dependent: tests/ui/test_thread_panel.py.
+    (result,) = redo_from(case, "surface/skin")
+    assert (result.kind, result.name) == ("surface", "skin")
+    assert np.array_equal(result.item.points, case.surfaces["skin"].points)
+    assert result.provenance.inputs == case.provenance["surface/skin"].inputs
     with pytest.raises(InputError, match="no such item"):
         redo_from(case, "label/nope")
 
@@ -115,3 +113,18 @@ def test_gui_edit_operations_replay(case):
     for name in ("empty", "nose", "bone_a", "bone_b"):
         (result,) = redo_from(work, f"label/{name}")
         assert result.item.content_hash() == work.labels[name].content_hash(), name
+
+
+def test_replay_of_a_dicom_import(tmp_path):
+    """A DICOM series (Philips head phantom) re-read file by file and checked against the recorded digest."""
+    from app.pipeline import apply_result, import_scan, step_segment
+    from tests.conftest import data_path
+
+    folder = data_path("dcm_qa_ct_philips")
+    case = import_scan(folder)
+    apply_result(case, step_segment(case, label="bone", preset="bone"))
+    new, report = replay_case(case)
+    data = report.to_json()
+    assert [i["operation"] for i in data["items"]] == ["import_dicom", "segment_threshold"]
+    assert data["identical"] == 2 and data["differing"] == []
+    assert new.provenance["volume/ct"].inputs == case.provenance["volume/ct"].inputs

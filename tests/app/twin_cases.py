@@ -131,3 +131,20 @@ def synthetic_postop(case, out_file: Path, seed: int = 7) -> dict:
     sitk.WriteImage(Volume(arr, moved, modality="CT").to_sitk(), str(out_file), useCompression=True)
     return {"followup_to_baseline": frame.inverse(), "to_followup": frame.apply,
             "displacement_at": lambda pts: interp(np.atleast_2d(pts))}
+
+
+@functools.lru_cache(maxsize=None)
+def cranium_postop() -> tuple[Path, Path, dict]:
+    """(post-op NRRD, landmarks CSV located on it, ground truth) for the Cranium twin, made once."""
+    import numpy as np
+
+    from app.project import load_case
+    from imaging.landmarks import Landmark, write_csv
+
+    case = load_case(cranium_twin())
+    folder = Path(tempfile.mkdtemp(prefix="twinplan_postop_"))
+    truth = synthetic_postop(case, folder / "postop.nrrd")
+    nose = np.asarray(case.landmarks["pronasale"].position_lps, float)
+    moved_nose = nose + truth["displacement_at"](nose)[0]  # where the nose tip went, baseline frame
+    write_csv([Landmark("pronasale", tuple(truth["to_followup"](moved_nose)))], folder / "found.csv")
+    return folder / "postop.nrrd", folder / "found.csv", truth
