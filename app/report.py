@@ -360,6 +360,10 @@ def _scenario_section(case: Case, sc: ScenarioView, size: tuple[int, int], views
         sec.blocks.append(Table("Uncertainty bands", ["Outcome", "p5", "p50", "p95"], [
             [k, _fmt(b["p5"]), _fmt(b["p50"]), _fmt(b["p95"])] for k, b in bands.items()]))
         sec.blocks.append(Figure("Uncertainty", _bands_png(sc, bands)))
+        prob = sweep.get("probability_ffr_below_0_80")
+        if isinstance(prob, dict) and prob:
+            sec.blocks.append(Table("Probability that FFR < 0.80 (share of samples)", ["Outcome", "P"],
+                                    [[k, _fmt(v)] for k, v in prob.items()]))
         extra = {k: v for k, v in sweep.items() if k != "bands" and not isinstance(v, (list, dict))}
         if extra:
             sec.blocks.append(_kv_table("Sweep", extra))

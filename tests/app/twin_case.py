@@ -40,7 +40,7 @@ def ffr_scenario():
     fmin = res.ffr_min
     results = {"summary": {"ffr_min": fmin}, "solver": {"solver": "1d", "dofs": res.dofs},
                "sweep": {"bands": {"ffr_min": {"p5": fmin - 0.02, "p50": fmin, "p95": fmin + 0.02}},
-                         "p_ffr_below_0_80": 0.4, "seed": 7}}
+                         "probability_ffr_below_0_80": {"ffr_min": 1.0}, "seed": 7}}
     return Scenario("stenosis60", "ffr", {"severity": 0.6}, results=results, surfaces={"centerline": line})
 
 
