@@ -169,6 +169,7 @@ class ThreadController:
         self.panel = ThreadPanel()
         self._case = None
         self._pending = False
+        self.report: Optional[dict] = None
         self.panel.show_inputs_button.clicked.connect(self.show_inputs)
         self.panel.redo_button.clicked.connect(self.redo_selected)
         window.case_hooks.append(self.set_case)
@@ -225,7 +226,7 @@ class ThreadController:
             for r in results:
                 stack.push(ApplyStepCommand(case, r, f"Recompute {r.kind}/{r.name}"))
             stack.endMacro()
-            self.panel.select(nid)
+            QTimer.singleShot(0, lambda: self.panel.select(nid))
             self.panel.status.setText(f"Recomputed {len(results)} item(s): " +
                                       ", ".join(f"{r.kind}/{r.name}" for r in results))
 
@@ -234,6 +235,48 @@ class ThreadController:
                                                                       cancelled=cancelled),
             done, lambda exc: window.report_error(exc, f"Redo from {nid}"),
             lambda: window.statusBar().showMessage(f"Cancelled: redo from {nid}; nothing changed"))
+
+
+    def import_followup(self, path: str, landmarks_file: Optional[str] = None) -> bool:
+        """Register, segment and compare a follow-up scan on the worker; its items are one undo step."""
+        from app.followup import FollowupRequest, compute_followup
+        from app.ui.commands import ApplyStepCommand
+
+        window, case = self.window, self.window.case
+        if case is None or window.runner.busy:
+            return False
+        request = FollowupRequest(scan=path, landmarks_file=landmarks_file)
+
+        def done(out) -> None:
+            results, report = out
+            if case is not window.case:
+                return
+            stack = window.undo_stack
+            stack.beginMacro("Compare with follow-up scan")
+            for r in results:
+                stack.push(ApplyStepCommand(case, r, f"Follow-up {r.kind}/{r.name}"))
+            stack.endMacro()
+            self.report = report
+            d, n = report["distance"], report["no_change"]
+            # After the tree's rebuild (queued by the pushes above).
+            QTimer.singleShot(0, lambda: self.panel.select(f"surface/{request.name}_distance"))
+            self.panel.status.setText(
+                f"Follow-up vs {report['prediction']}: median |d| {d['median_abs_mm']:.2f} mm, p95 "
+                f"{d['p95_abs_mm']:.2f} mm (unchanged skin: {n['median_abs_mm']:.2f} mm); registration "
+                f"{report['registration']['rotation_deg']:.2f} deg")
+
+        return window.runner.run(
+            "Comparing with the follow-up scan",
+            lambda progress, cancelled: compute_followup(case, request, progress=progress, cancelled=cancelled),
+            done, lambda exc: window.report_error(exc, "Follow-up scan"),
+            lambda: window.statusBar().showMessage("Cancelled: follow-up comparison; nothing changed"))
+
+    def choose_followup(self) -> bool:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.window, "Follow-up or post-op scan", "",
+                                              "Volumes (*.nrrd *.nhdr *.nii *.nii.gz *.mha *.mhd *.inv3)")
+        return bool(path) and self.import_followup(path)
 
 
 def install(window) -> ThreadController:
@@ -255,4 +298,6 @@ def install(window) -> ThreadController:
     plan_menu = menu(window, "&Plan")
     plan_menu.addAction(make_action(window, "thread_panel", "&History (digital thread)...", focus, "Ctrl+Alt+H",
                                     "Where every item came from: inputs, parameters, versions; redo a step"))
+    plan_menu.addAction(make_action(window, "followup", "Compare with &follow-up scan...", controller.choose_followup,
+                                    "", "Register a post-op scan, segment it like the baseline, compare the prediction"))
     return controller

@@ -65,3 +65,31 @@ def test_history_tree_inputs_and_redo(qtbot, window, screenshots):
     assert np.array_equal(case.labels["maxilla"].array, original)
     qtbot.wait(200)
     window.grab().save(str(screenshots / "thread_panel_redo.png"))
+
+
+def test_followup_from_the_gui(qtbot, window, screenshots):
+    """Plan > Compare with follow-up scan: worker, one undo step, numbers in the History dock."""
+    from tests.app.twin_cases import NOISE_MM, cranium_postop
+
+    scan, found, _truth = cranium_postop()
+    case = load_case(cranium_twin())
+    window.set_case(case)
+    controller = window.thread_controller
+    assert "followup" in window.actions_by_name
+    steps = window.undo_stack.count()
+    assert controller.import_followup(str(scan), str(found))
+    # Registration + segmentation + meshing: ~25 s of CPU; allow for a shared, loaded machine.
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=600_000)
+    assert not window.errors, window.errors
+    assert window.undo_stack.count() == steps + 1 and "followup_distance" in case.surfaces
+    report = controller.report
+    assert report["distance"]["median_abs_mm"] < 1.5 * NOISE_MM  # as in tests/app/test_followup.py
+    assert report["landmarks"]["pronasale"]["error_mm"] < 1.0
+    panel = controller.panel
+    qtbot.waitUntil(lambda: panel.selected_id() == "surface/followup_distance", timeout=5000)
+    assert "median |d|" in panel.status.text()
+    window.thread_dock.raise_()
+    qtbot.wait(200)
+    window.grab().save(str(screenshots / "thread_panel_followup.png"))
+    window.undo_stack.undo()
+    assert "followup_distance" not in case.surfaces and "followup_ct" not in case.volumes
