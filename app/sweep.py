@@ -8,8 +8,8 @@ runs the kind's solver once per sample and summarises every outcome with
 
 Where the samples run: ``workers=0`` in this process (serial); otherwise on
 Dask: a ``distributed.LocalCluster`` of ``workers`` processes by default, or
-the cluster at ``scheduler="tcp://HOST:PORT"``. The prepared problem (mesh,
-tags) is sent to every worker once. Each sample is a task with ``retries``;
+the cluster at ``scheduler="tcp://HOST:PORT"``. The problem is prepared once
+(mesh, tags) and travels with each sample's task. Each task has ``retries``;
 a worker that dies mid-task has its tasks rescheduled by the scheduler (up to
 ``distributed.scheduler.allowed-failures`` times), so a killed worker costs
 time, not the sweep. The same sample function runs in both modes, so a
@@ -106,6 +106,7 @@ def sweep_scenario(
     workers: int = 2,
     scheduler: Optional[str] = None,
     retries: int = 2,
+    stall_s: Optional[float] = None,
     progress: Optional[ProgressFn] = None,
     cancelled: Optional[CancelledFn] = None,
 ) -> dict:
@@ -127,6 +128,8 @@ def sweep_scenario(
         Address of a running Dask scheduler (``tcp://HOST:PORT``).
     retries : int
         Extra attempts per sample when it raises (worker deaths are retried by the scheduler).
+    stall_s : float, optional
+        On Dask, give up (SolverError) when no sample has finished for this long, s (default: wait).
     progress, cancelled : callables
         ``progress(fraction, message)``; ``cancelled()`` stops the sweep (CancelledError).
 
@@ -170,7 +173,8 @@ def sweep_scenario(
         outcomes, executor = _run_serial(scenario.kind, setup, draws, progress, cancelled), {
             "mode": "serial", "workers": 0, "scheduler": None}
     else:
-        outcomes, executor = _run_dask(scenario.kind, setup, draws, workers, scheduler, retries, progress, cancelled)
+        outcomes, executor = _run_dask(scenario.kind, setup, draws, workers, scheduler, retries, stall_s,
+                                       progress, cancelled)
     bands, probability = summarize_samples(outcomes)
     progress(1.0, f"Sweep of {samples} samples done")
     return jsonable({
@@ -206,7 +210,7 @@ def _connect(workers: int, scheduler: Optional[str]):
 
 
 def _run_dask(kind: str, setup, draws: list[dict], workers: int, scheduler: Optional[str], retries: int,
-              progress: ProgressFn, cancelled) -> tuple[list[dict], dict]:
+              stall_s: Optional[float], progress: ProgressFn, cancelled) -> tuple[list[dict], dict]:
     from distributed import wait
 
     progress(0.04, "Starting Dask workers" if scheduler is None else f"Connecting to {scheduler}")
@@ -217,20 +221,26 @@ def _run_dask(kind: str, setup, draws: list[dict], workers: int, scheduler: Opti
         if n_workers == 0:
             client.wait_for_workers(1, timeout=60)
             n_workers = len(client.scheduler_info()["workers"])
-        setup_future = client.scatter(setup, broadcast=True, hash=False)
+        # Each task carries the prepared problem itself (a few MB): a worker started to replace a killed one
+        # needs nothing from its peers, and no data is lost with a worker (scattered data would be).
         token = uuid.uuid4().hex[:8]
-        futures = [client.submit(_evaluate_sample, kind, setup_future, i, s, key=f"sweep-{token}-{i}",
+        futures = [client.submit(_evaluate_sample, kind, setup, i, s, key=f"sweep-{token}-{i}",
                                  retries=retries, pure=False) for i, s in enumerate(draws)]
         outcomes: list[Optional[dict]] = [None] * len(draws)
-        pending, done_count = set(futures), 0
+        pending, done_count, last = set(futures), 0, time.perf_counter()
         while pending:
             if cancelled is not None and cancelled():
                 client.cancel(futures)
                 raise CancelledError("sweep cancelled by user")
+            if stall_s is not None and time.perf_counter() - last > stall_s:
+                client.cancel(futures)
+                raise SolverError(f"sweep stalled: no sample finished in {stall_s:.0f} s "
+                                  f"({done_count}/{len(draws)} done, scheduler {client.scheduler.address})")
             try:
                 finished, pending = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 continue
+            last = time.perf_counter()
             for fut in finished:
                 try:
                     index, result = fut.result()

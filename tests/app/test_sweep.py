@@ -15,6 +15,9 @@ from imaging.errors import InputError
 from tests.app.scenario_case import advancement, cranium_case, vmtk_centerline_case
 
 SEED = 20261123
+#: A cluster sweep that stops making progress fails with a message instead of hanging the suite (a sample
+#: takes about a second; minutes allow for a loaded CI machine).
+STALL_S = 300.0
 
 
 def test_latin_hypercube_is_stratified_and_seeded():
@@ -75,7 +78,8 @@ def test_cluster_sweep_equals_serial_and_survives_a_killed_worker(swept_case, se
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     watcher = Client(cluster)
     try:
-        same = sweep_scenario(swept_case, "advance 5", samples=4, seed=SEED, scheduler=cluster.scheduler_address)
+        same = sweep_scenario(swept_case, "advance 5", samples=4, seed=SEED, scheduler=cluster.scheduler_address,
+                              stall_s=STALL_S)
         assert same["executor"] == {"mode": "remote", "workers": 2, "scheduler": cluster.scheduler_address}
         # Same sample function, same inputs, one process each: identical to the last bit in practice;
         # 1e-12 relative leaves room for nothing but reordered floating-point sums.
@@ -97,7 +101,8 @@ def test_cluster_sweep_equals_serial_and_survives_a_killed_worker(swept_case, se
 
         t0 = time.perf_counter()
         survived = sweep_scenario(swept_case, "advance 5", samples=4, seed=SEED,
-                                  scheduler=cluster.scheduler_address, progress=kill_a_busy_worker)
+                                  scheduler=cluster.scheduler_address, progress=kill_a_busy_worker,
+                                  stall_s=STALL_S)
         assert killed, "no worker was busy when the first sample finished"
         with pytest.raises(ProcessLookupError):
             os.kill(killed["pid"], 0)  # really gone
