@@ -75,16 +75,18 @@ class LumenMesh:
         """Linear ``pv.UnstructuredGrid`` of the tets (mm)."""
         import pyvista as pv
 
-        tets = self.cells[:, :4]
+        used, tets = np.unique(self.cells[:, :4], return_inverse=True)  # vertices only (drop P2 mid-edge nodes)
+        tets = tets.reshape(-1, 4)
         cells = np.hstack([np.full((len(tets), 1), 4), tets]).ravel()
-        return pv.UnstructuredGrid(cells, np.full(len(tets), pv.CellType.TETRA, dtype=np.uint8), self.points)
+        return pv.UnstructuredGrid(cells, np.full(len(tets), pv.CellType.TETRA, dtype=np.uint8), self.points[used])
 
     def boundary(self, tag: int):
         """Triangles (linear) of one facet tag as ``pv.PolyData`` (mm)."""
         import pyvista as pv
 
-        tri = self.facets[self.facet_tags == tag][:, :3]
-        return pv.PolyData(self.points, np.hstack([np.full((len(tri), 1), 3), tri]).ravel())
+        used, tri = np.unique(self.facets[self.facet_tags == tag][:, :3], return_inverse=True)
+        tri = tri.reshape(-1, 3)
+        return pv.PolyData(self.points[used], np.hstack([np.full((len(tri), 1), 3), tri]).ravel())
 
     def save(self, path: Path) -> None:
         """Write to ``.npz`` (used to hand the mesh to a worker process)."""
@@ -436,8 +438,9 @@ def _add_tagged_surface(gmsh, pts, tri, tags, size_fn, h_min, h_max) -> None:
             gmsh.model.mesh.addNodes(2, s, node_ids, pts.ravel())
         gmsh.model.mesh.addElementsByType(s, 2, [], (tri[tags == tag] + 1).ravel())
         surfaces.append((s, int(tag)))
+    # Keep the given triangles (no reparametrisation: tubes are not discs and remeshing them is
+    # unreliable); the volume follows the size function.
     gmsh.model.mesh.createTopology()
-    gmsh.model.mesh.classifySurfaces(np.pi, True, True, np.pi)  # keep our patches, allow reparametrisation
     gmsh.model.mesh.createGeometry()
     # Map the reparametrised patches back to tags by the majority of their old triangles' tags.
     ents = [t for _, t in gmsh.model.getEntities(2)]

@@ -1,0 +1,103 @@
+"""Lumen tet meshes: tags, volumes, ports, real coronary lumen with its cap files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pyvista as pv
+
+from imaging.errors import InputError
+from imaging.lumen_mesh import SYMMETRY_TAG, LumenMesh, mesh_lumen_surface
+from imaging.lumen_shapes import fda_profile, mesh_pipe, stenosis_profile
+from imaging.ports import INLET, OUTLET, Port
+from tests.conftest import data_path
+
+
+def _tet_volume(m: LumenMesh) -> float:
+    p = m.points[m.cells[:, :4]]
+    return float(np.abs(np.einsum("ij,ij->i", np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), p[:, 3] - p[:, 0])).sum() / 6)
+
+
+def _tri_area(m: LumenMesh, tag: int) -> float:
+    return float(m.boundary(tag).area)
+
+
+def test_pipe_tags_volume_and_order2(tmp_path):
+    m = mesh_pipe(2.0, 10.0, mesh_size_mm=0.7, quarter=True, order=2)
+    assert set(np.unique(m.facet_tags)) == {1, 2, 3, SYMMETRY_TAG}
+    assert m.order == 2 and m.cells.shape[1] == 10
+    # Quarter of pi R^2 L = 31.42 mm3; straight-sided tets of a curved wall lose O(h^2) (< 3 %).
+    assert _tet_volume(m) == pytest.approx(np.pi * 4 * 10 / 4, rel=0.03)
+    assert _tri_area(m, 2) == pytest.approx(np.pi, rel=0.03)
+    m.save(tmp_path / "m.npz")
+    back = LumenMesh.load(tmp_path / "m.npz")
+    assert back.n_tets == m.n_tets and [p.name for p in back.ports] == ["inlet", "outlet_1"]
+
+
+def test_radius_sizing_refines_the_lesion():
+    from imaging.lumen_shapes import mesh_stenosed_tube
+
+    m = mesh_stenosed_tube(1.5, 20.0, 0.6, 6.0, quarter=True, radius_fraction=0.5)
+    g = m.to_pyvista().compute_cell_sizes()
+    z = g.cell_centers().points[:, 2]
+    vol = np.asarray(g.cell_data["Volume"])
+    # Element size follows the local radius: throat tets (r = 0.6 mm) far smaller than healthy ones (1.5 mm).
+    assert np.median(vol[np.abs(z - 10) < 1]) < 0.3 * np.median(vol[z < 4])
+
+
+def test_profiles_and_bad_input():
+    prof = stenosis_profile(2.0, 20.0, 0.5, 6.0)
+    assert prof[:, 1].min() == pytest.approx(1.0, rel=1e-9)
+    fda = fda_profile("sudden_expansion")
+    assert fda[:, 1].min() == 2.0 and np.isclose(fda[1, 0] - fda[2, 0], -22.685, atol=1e-3)
+    with pytest.raises(InputError, match="severity"):
+        stenosis_profile(2.0, 20.0, 1.2, 6.0)
+    with pytest.raises(InputError, match="config"):
+        fda_profile("bend")
+    with pytest.raises(InputError, match="ports"):
+        mesh_lumen_surface(pv.Sphere(), [])
+
+
+def _pipe_ports(r=1.5, length=12.0):
+    return [Port("inlet", INLET, (0, 0, 0), (0, 0, -1), r, 2), Port("outlet_1", OUTLET, (0, 0, length), (0, 0, 1), r, 3)]
+
+
+@pytest.mark.parametrize("capped", [False, True])
+def test_open_and_capped_surfaces(capped):
+    surf = pv.Cylinder(center=(0, 0, 6), direction=(0, 0, 1), radius=1.5, height=12, resolution=40,
+                       capping=capped).triangulate().subdivide(1)
+    m = mesh_lumen_surface(surf, _pipe_ports(), mesh_size_mm=0.5)
+    assert set(np.unique(m.facet_tags)) == {1, 2, 3}
+    exact = 40 * 0.5 * 1.5 ** 2 * np.sin(2 * np.pi / 40) * 12  # the 40-gon prism
+    # gmsh remeshes the surface at 0.5 mm: new rim points lie on the 40-gon's chords (cuts < 3 %).
+    assert _tet_volume(m) == pytest.approx(exact, rel=0.03)
+    assert _tri_area(m, 2) == pytest.approx(exact / 12, rel=0.03)
+
+
+def coronary_ports() -> tuple:
+    """The real dfemtoolz coronary lumen and ports built from its cap files (BC0 inlet, BC1..6 outlets)."""
+    d = data_path("dfemtoolz", "coronary")
+    surf = pv.read(d / "m1_fluid.stl")
+    ports = []
+    for i in range(7):
+        cap = pv.read(d / f"BC{i}.stl").compute_normals(cell_normals=True, point_normals=False)
+        sizes = cap.compute_cell_sizes()
+        area = np.asarray(sizes.cell_data["Area"])
+        center = (np.asarray(cap.cell_centers().points) * area[:, None]).sum(0) / area.sum()
+        normal = (np.asarray(cap.cell_data["Normals"]) * area[:, None]).sum(0)
+        # Outward: away from the lumen's centroid side of the cap plane.
+        if np.dot(normal, center - np.asarray(surf.center)) < 0:
+            normal = -normal
+        name, kind = ("inlet", INLET) if i == 0 else (f"outlet_{i}", OUTLET)
+        ports.append(Port(name, kind, center, normal, float(np.sqrt(area.sum() / np.pi)), 2 if i == 0 else 2 + i))
+    return surf, ports
+
+
+@pytest.mark.slow
+def test_real_coronary_lumen_mesh():
+    surf, ports = coronary_ports()
+    m = mesh_lumen_surface(surf, ports, mesh_size_mm=0.45)
+    assert set(np.unique(m.facet_tags)) == {1, 2, 3, 4, 5, 6, 7, 8}
+    # The STL encloses 1530 mm3 (data README); the tets fill the same closed surface.
+    assert _tet_volume(m) == pytest.approx(1530.06, rel=0.01)
+    # Inlet cap BC0.stl is 16.34 mm2 (README).
+    assert _tri_area(m, 2) == pytest.approx(16.34, rel=0.02)
