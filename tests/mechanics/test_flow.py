@@ -101,3 +101,40 @@ def test_cancel_and_bad_ports():
     m.ports = m.ports[:1]
     with pytest.raises(InputError, match="ports"):
         solve_flow(m)
+
+
+@pytest.fixture(scope="module")
+def small_mesh_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("flowmesh") / "pipe.npz"
+    mesh_pipe(1.0, 4.0, mesh_size_mm=0.45, quarter=True).save(path)
+    return path
+
+
+def test_worker_serial_and_mpi_agree(small_mesh_file, tmp_path):
+    from mechanics.flow_worker import FlowWorker
+
+    args = ["--inlet-flow", str(Q), "--outlet-pressure", "outlet_1=0"]
+    seen = []
+    one = FlowWorker(small_mesh_file, tmp_path / "serial", extra_args=args, progress=lambda f, m: seen.append(f))
+    serial = one.start().wait(timeout=600)
+    two = FlowWorker(small_mesh_file, tmp_path / "mpi", n_procs=2, extra_args=args).start().wait(timeout=600)
+    assert two["report"]["ranks"] == 2 and serial["report"]["ranks"] == 1
+    assert two["dofs"] == serial["dofs"]
+    # Same discrete problem, direct solves: the inlet pressure agrees to solver round-off.
+    assert two["p_aortic_pa"] == pytest.approx(serial["p_aortic_pa"], rel=1e-8)
+    assert seen and max(seen) == 1.0
+    assert (tmp_path / "mpi" / "result.vtu").is_file() and (tmp_path / "serial" / "wall.vtp").is_file()
+
+
+def test_worker_cancel(small_mesh_file, tmp_path):
+    import time
+
+    from mechanics.flow_worker import FlowWorker
+
+    w = FlowWorker(small_mesh_file, tmp_path / "c", extra_args=["--inlet-flow", str(Q), "--outlet-pressure",
+                                                               "outlet_1=0"]).start()
+    time.sleep(1.0)
+    w.cancel()
+    with pytest.raises(CancelledError):
+        w.wait(timeout=60)
+    assert w.proc.returncode != 0
