@@ -9,7 +9,6 @@ Boileau et al., Int J Numer Method Biomed Eng 2015), hence the 0.03 bound.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from imaging.lumen_shapes import mesh_stenosed_tube
