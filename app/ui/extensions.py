@@ -23,8 +23,8 @@ UI_EXTENSIONS: tuple[str, ...] = (
     "app.ui.welcome",
     "app.ui.scenario_panel",
     "app.ui.rehearsal_panel",
-    "app.ui.ffr_panel",
     "app.ui.thread_panel",
+    "app.ui.ffr_panel",
 )
 
 
