@@ -91,10 +91,25 @@ def save_case(case: Case, path: str | os.PathLike) -> Path:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise InputError(f"{target}: saving failed ({exc.strerror or exc}); the case is still open") from exc
+    except RuntimeError as exc:  # SimpleITK/VTK writers report a full disk or a lost folder this way
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = _writer_reason(str(exc), parent)
+        raise InputError(f"{target}: saving failed ({reason}); the case is still open") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _writer_reason(message: str, folder: Path) -> str:
+    """A short reason for a failed image/mesh write (the writers' own text is long and technical)."""
+    try:
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        pass
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[-1][:160] if lines else "the image writer failed"
 
 
 def _write_contents(case: Case, folder: Path) -> dict:

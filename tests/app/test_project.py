@@ -73,3 +73,19 @@ def test_tampered_or_foreign_folder_is_refused(tmp_path):
     (out / "surfaces" / "bone.vtp").unlink()
     with pytest.raises(InputError, match="missing data file"):
         load_case(out)
+
+
+def test_writer_runtime_error_is_a_clear_input_error(tmp_path, monkeypatch):
+    """SimpleITK reports a failed write as RuntimeError: it must reach the user as InputError."""
+    case = _case()
+    out = save_case(case, tmp_path / "p.twin")
+
+    def sitk_fails(array, geometry, path):
+        raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute:\n"
+                           "itk::ERROR: NrrdImageIO: Write: could not write file")
+
+    monkeypatch.setattr(project, "_write_image", sitk_fails)
+    with pytest.raises(InputError, match="saving failed .*could not write file.*still open"):
+        save_case(case, out)
+    assert load_case(out).name == "roundtrip"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.twin"]
