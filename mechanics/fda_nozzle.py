@@ -114,3 +114,46 @@ def sample_wall(result, z_m: np.ndarray, radius_of_z) -> np.ndarray:
     pts = np.column_stack([r * c, r * c, z_m * 1e3])
     s = pv.PolyData(pts).sample(result.mesh)
     return np.asarray(s.point_data["pressure_mmhg"]) * 133.322387415
+
+
+#: Measurement stations (m) compared in the tests and the benchmark.
+SE_VELOCITY_Z = np.array([-0.088, -0.048, -0.020, -0.008, 0.0, 0.016, 0.032, 0.060, 0.080])
+SE_PRESSURE_Z = np.array([-0.0903, -0.063, -0.040, -0.020, 0.0, 0.008])
+
+
+def compare_sudden_expansion(data_zip: Path, reynolds: int = 500, *, h_throat_mm: float = 0.5,
+                             h_far_mm: float = 1.8, progress=None) -> dict:
+    """Solve the FDA sudden-expansion nozzle in 3D and compare with the measured lab mean and s.d.
+
+    Returns
+    -------
+    dict
+        ``velocity``: rows (z m, ours m/s, lab mean, lab s.d.); ``pressure``: rows
+        (z m, ours Pa, lab mean, lab s.d.) relative to z = +0.032 m; ``report``.
+    """
+    from imaging.lumen_shapes import FDA_CONE_LENGTH, FDA_THROAT_LENGTH, fda_profile, mesh_fda_nozzle
+    from mechanics.flow import solve_flow
+    from mechanics.physiology import Physiology
+
+    if reynolds not in FLOW_M3S:
+        raise InputError(f"reynolds: one of {sorted(FLOW_M3S)}, got {reynolds}")
+    labs = read_fda_zip(data_zip)
+    inlet_mm = 0.0903e3 - FDA_THROAT_LENGTH - FDA_CONE_LENGTH + 20.0  # 20 mm upstream of the first tap
+    mesh = mesh_fda_nozzle("sudden_expansion", inlet_length_mm=inlet_mm, outlet_length_mm=120.0,
+                           h_throat_mm=h_throat_mm, h_far_mm=h_far_mm)
+    fluid = Physiology(rho=1056.0, mu=0.0035)
+    res = solve_flow(mesh, physiology=fluid, inlet_flow_m3s=FLOW_M3S[reynolds], outlet_pressure_pa={"outlet_1": 0.0},
+                     progress=progress)
+    prof = fda_profile("sudden_expansion", inlet_mm, 120.0)
+    radius = lambda zmm: np.interp(zmm, prof[:, 0] + np.arange(len(prof)) * 1e-9, prof[:, 1])  # noqa: E731
+    u_ours, _ = sample_axis(res, SE_VELOCITY_Z)
+    u_mean, u_sd, _ = lab_statistics(labs, "plot-z-distribution-axial-velocity", SE_VELOCITY_Z)
+    ref = PRESSURE_REF_Z["sudden_expansion"]
+    zs = np.append(SE_PRESSURE_Z, ref)
+    # Taps on the step face side: sample just upstream of z = 0 inside the throat.
+    p_all = sample_wall(res, np.where(np.isclose(zs, 0.0), -1e-4, zs), radius)
+    p_ours = p_all[:-1] - p_all[-1]
+    p_mean, p_sd, _ = lab_statistics(labs, "plot-wall-distribution-pressure", SE_PRESSURE_Z, ref)
+    return {"velocity": np.column_stack([SE_VELOCITY_Z, u_ours, u_mean, u_sd]),
+            "pressure": np.column_stack([SE_PRESSURE_Z, p_ours, p_mean, p_sd]),
+            "report": res.report, "tets": mesh.n_tets}
