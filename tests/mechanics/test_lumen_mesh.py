@@ -1,4 +1,4 @@
-"""Lumen tet meshes: tags, volumes, ports, real coronary lumen with its cap files."""
+"""Lumen tet meshes: tags, volumes, ports, radius sizing, open and capped surfaces."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,6 @@ from imaging.errors import InputError
 from imaging.lumen_mesh import SYMMETRY_TAG, LumenMesh, mesh_lumen_surface
 from imaging.lumen_shapes import fda_profile, mesh_pipe, stenosis_profile
 from imaging.ports import INLET, OUTLET, Port
-from tests.conftest import data_path
 
 
 def _tet_volume(m: LumenMesh) -> float:
@@ -71,33 +70,3 @@ def test_open_and_capped_surfaces(capped):
     # gmsh remeshes the surface at 0.5 mm: new rim points lie on the 40-gon's chords (cuts < 3 %).
     assert _tet_volume(m) == pytest.approx(exact, rel=0.03)
     assert _tri_area(m, 2) == pytest.approx(exact / 12, rel=0.03)
-
-
-def coronary_ports() -> tuple:
-    """The real dfemtoolz coronary lumen and ports built from its cap files (BC0 inlet, BC1..6 outlets)."""
-    d = data_path("dfemtoolz", "coronary")
-    surf = pv.read(d / "m1_fluid.stl")
-    ports = []
-    for i in range(7):
-        cap = pv.read(d / f"BC{i}.stl").compute_normals(cell_normals=True, point_normals=False)
-        sizes = cap.compute_cell_sizes()
-        area = np.asarray(sizes.cell_data["Area"])
-        center = (np.asarray(cap.cell_centers().points) * area[:, None]).sum(0) / area.sum()
-        normal = (np.asarray(cap.cell_data["Normals"]) * area[:, None]).sum(0)
-        # Outward: away from the lumen's centroid side of the cap plane.
-        if np.dot(normal, center - np.asarray(surf.center)) < 0:
-            normal = -normal
-        name, kind = ("inlet", INLET) if i == 0 else (f"outlet_{i}", OUTLET)
-        ports.append(Port(name, kind, center, normal, float(np.sqrt(area.sum() / np.pi)), 2 if i == 0 else 2 + i))
-    return surf, ports
-
-
-@pytest.mark.slow
-def test_real_coronary_lumen_mesh():
-    surf, ports = coronary_ports()
-    m = mesh_lumen_surface(surf, ports, mesh_size_mm=0.45)
-    assert set(np.unique(m.facet_tags)) == {1, 2, 3, 4, 5, 6, 7, 8}
-    # The STL encloses 1530 mm3 (data README); the tets fill the same closed surface.
-    assert _tet_volume(m) == pytest.approx(1530.06, rel=0.01)
-    # Inlet cap BC0.stl is 16.34 mm2 (README).
-    assert _tri_area(m, 2) == pytest.approx(16.34, rel=0.02)
