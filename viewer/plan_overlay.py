@@ -11,6 +11,8 @@ predicted displacement. Colours, numbers and what is stored are the FE values.
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Optional
 
 import numpy as np
@@ -36,6 +38,18 @@ DIFFERENCE_CMAP = "viridis"
 #: difference (once refined).
 MODES = ("after", "before", "side", "distance", "compare")
 LABEL_COLOR = "#e2e2e6"
+
+
+@contextlib.contextmanager
+def _deferred_render(plotter):
+    """No synchronous render while actors and scalar bars are half built (pyvista renders inside
+    ``add_scalar_bar``); the scene renders once, from the event loop, when all is in place."""
+    before = getattr(plotter, "_suppress_rendering", False)
+    plotter._suppress_rendering = True
+    try:
+        yield
+    finally:
+        plotter._suppress_rendering = before
 
 
 def _bar_args(title: str, fmt: str = "%.1f") -> dict:
@@ -136,6 +150,11 @@ class PlanOverlay:
 
     def show_skin(self, original: pv.PolyData, smooth: bool = True) -> None:
         """Start a plan: draw the skin before the move (zero displacement everywhere)."""
+        with _deferred_render(self.plotter):
+            self._show_skin(original, smooth)
+        self.scene.request_render()
+
+    def _show_skin(self, original: pv.PolyData, smooth: bool) -> None:
         self.clear()
         faces = _outward_faces(original)
         base = pv.PolyData(np.array(original.points), faces)
