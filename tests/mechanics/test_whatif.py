@@ -20,6 +20,7 @@ from imaging.volume import LabelInfo, LabelMap  # noqa: E402
 from mechanics.tissue import Material  # noqa: E402
 from mechanics.tissue_mesh import CUT_TAG, FIRST_BONE_TAG, SKIN_TAG, build_tissue_mesh  # noqa: E402
 from mechanics.whatif import RigidMove, UnitResponses  # noqa: E402
+from tests.mechanics.cranium import add_maxilla  # noqa: E402
 
 pytestmark = [pytest.mark.fem, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,13 +31,7 @@ def cranium(demo_case_path) -> Case:
     case = import_scan(demo_case_path)
     apply_result(case, step_segment(case, label="bone", preset="bone"))
     apply_result(case, step_segment(case, label="skin", preset="skin"))
-    bone = case.labels["bone"]
-    g = bone.geometry
-    z = g.origin_xyz[2] + np.arange(bone.array.shape[0]) * g.spacing_xyz[2]
-    y = g.origin_xyz[1] + np.arange(bone.array.shape[1]) * g.spacing_xyz[1]
-    # Le Fort I-like segment: anterior bone below z = 20 mm (maxilla and upper teeth).
-    maxilla = (bone.array > 0) & (z[:, None, None] < 20.0) & (y[None, :, None] < -150.0)
-    case.set_item("label", "maxilla", LabelMap(maxilla.astype(np.uint8), g, {1: LabelInfo("maxilla")}))
+    add_maxilla(case)
     return case
 
 
