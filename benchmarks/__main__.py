@@ -10,9 +10,9 @@ import importlib
 
 from benchmarks import bench_dicom, bench_mesh
 
-#: Benchmark modules that may not exist in every checkout yet.
-OPTIONAL = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit", "benchmarks.bench_reduced",
-            "benchmarks.bench_sweep", "benchmarks.bench_gui_edit")
+#: The other benchmark modules, run after the DICOM and mesh ones.
+MORE = ("benchmarks.bench_tissue", "benchmarks.bench_fusion", "benchmarks.bench_edit", "benchmarks.bench_reduced",
+        "benchmarks.bench_sweep", "benchmarks.bench_gui_edit")
 
 
 def main(argv=None) -> int:
@@ -22,14 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write results to this file")
     args = p.parse_args(argv)
     results = [*bench_dicom.run(args.slices, args.repeat), *bench_mesh.run(args.repeat)]
-    for name in OPTIONAL:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        results.extend(module.run(args.repeat))
+    for name in MORE:
+        results.extend(importlib.import_module(name).run(args.repeat))
     print(f"\n{'benchmark':<56} {'ours':>8} {'baseline':>10} {'ratio':>7} {'goal':>6}")
     failed = False
     for r in results:
