@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from app.case import Case, Provenance
-from imaging.dicom import SeriesInfo, load_dicom_series, scan_dicom_folder
+from app.case import Case
+from imaging.dicom import SeriesInfo, load_dicom_series
 from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, no_progress
 from imaging.volume import Geometry, Volume
@@ -179,23 +178,6 @@ def import_dicom_downsampled(
     InputError
         Missing folder, no series, bad factor.
     """
-    from app.pipeline import _file_digest
+    from app.pipeline import import_scan
 
-    progress = progress or no_progress
-    src = Path(path)
-    if not src.exists():
-        raise InputError(f"{src}: no such file or folder")
-    t0 = time.perf_counter()
-    scan = scan_dicom_folder(src, progress=lambda f, m: progress(0.15 * f, m), cancelled=cancelled)
-    series = scan.find(series_uid)
-    volume = load_series_downsampled(series, factor, progress=lambda f, m: progress(0.15 + 0.85 * f, m),
-                                     cancelled=cancelled)
-    case = Case(name=src.stem or "case")
-    prov = Provenance(
-        "import_dicom",
-        {"path": str(src), "series_uid": series.series_uid, "downsample": int(factor),
-         "seconds": round(time.perf_counter() - t0, 3)},
-        inputs=[{"id": "file:" + series.series_uid, "hash": _file_digest(series.files)}],
-    )
-    case.set_item("volume", "ct", volume, prov)
-    return case
+    return import_scan(path, series_uid=series_uid, downsample=factor, progress=progress, cancelled=cancelled)

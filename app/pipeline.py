@@ -50,10 +50,14 @@ def import_scan(
     path: str | os.PathLike,
     *,
     series_uid: Optional[str] = None,
+    downsample: int = 1,
     progress: Optional[ProgressFn] = None,
     cancelled: Optional[CancelledFn] = None,
 ) -> Case:
     """Build a new case from a DICOM folder/file or an InVesalius ``.inv3`` project.
+
+    ``downsample`` > 1 loads a DICOM series reduced by that factor (see
+    ``app.memory_guard.load_series_downsampled``), recorded in the provenance.
 
     Raises
     ------
@@ -76,13 +80,19 @@ def import_scan(
     t0 = time.perf_counter()
     scan = scan_dicom_folder(src, progress=lambda f, m: progress(0.15 * f, m), cancelled=cancelled)
     series = scan.find(series_uid)
-    volume = load_dicom_series(series, progress=lambda f, m: progress(0.15 + 0.85 * f, m), cancelled=cancelled)
+    load_progress = lambda f, m: progress(0.15 + 0.85 * f, m)  # noqa: E731
+    params = {"path": str(src), "series_uid": series.series_uid}
+    if downsample != 1:  # the downsampled loader checks the factor
+        from app.memory_guard import load_series_downsampled
+
+        volume = load_series_downsampled(series, downsample, progress=load_progress, cancelled=cancelled)
+        params["downsample"] = int(downsample)
+    else:
+        volume = load_dicom_series(series, progress=load_progress, cancelled=cancelled)
     case = Case(name=src.stem or "case")
-    prov = Provenance(
-        "import_dicom",
-        {"path": str(src), "series_uid": series.series_uid, "seconds": round(time.perf_counter() - t0, 3)},
-        inputs=[{"id": "file:" + series.series_uid, "hash": _file_digest(series.files)}],
-    )
+    params["seconds"] = round(time.perf_counter() - t0, 3)
+    prov = Provenance("import_dicom", params,
+                      inputs=[{"id": "file:" + series.series_uid, "hash": _file_digest(series.files)}])
     case.set_item("volume", "ct", volume, prov)
     return case
 
