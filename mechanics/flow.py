@@ -41,6 +41,9 @@ from mechanics.physiology import MMHG, CarreauYasuda, Physiology
 
 log = logging.getLogger(__name__)
 
+#: Velocity scale (m/s) below which the backflow term is smoothed.
+BACKFLOW_EPS_MS = 1e-3
+
 
 @dataclass
 class FlowResult:
@@ -162,9 +165,10 @@ def solve_flow(
     for port in outlets:
         port_p[port.name] = fem.Constant(mesh, PETSc.ScalarType(0.0))
         F += port_p[port.name] * ufl.inner(v, n) * ds(port.tag)
-    for port in outlets:  # energy-stable backflow damping
+    for port in outlets:  # energy-stable backflow damping, with a smooth min(u.n, 0) so Newton does not chatter
         un = ufl.dot(u, n)
-        F -= 0.5 * alpha * rho * ufl.conditional(ufl.lt(un, 0.0), un, 0.0) * ufl.inner(u, v) * ds(port.tag)
+        un_minus = 0.5 * (un - ufl.sqrt(un * un + BACKFLOW_EPS_MS ** 2))
+        F -= 0.5 * alpha * rho * un_minus * ufl.inner(u, v) * ds(port.tag)
     J = ufl.derivative(F, w, dw)
     mu_ref = phys.mu if viscosity is None else viscosity.mu_inf
     Pform = J + (1.0 / mu_ref) * ufl.split(dw)[1] * q * ufl.dx
@@ -293,6 +297,7 @@ def solve_flow(
     peak = comm.allreduce(fc.peak_memory_mb(), op=MPI.SUM)
     report = {"dofs": int(dofs), "cells": int(mesh.topology.index_map(3).size_global), "ranks": comm.size,
               "linear_solver": linear, "newton_iterations": newton_its,
+              "factorizations": solver.factorizations,
               "continuation": [h["alpha"] for h in history], "final_increment": history[-1]["increment"],
               "final_residual": history[-1]["residual"], "ksp_iterations": [h["ksp_its"] for h in history],
               "seconds": round(seconds, 2), "peak_memory_mb": peak, "p_inlet_pa": p_in,
@@ -309,17 +314,28 @@ def solve_flow(
 
 
 def _newton(solver, a, tol, max_newton, history, cancelled, report) -> tuple[bool, int]:
-    """Newton iterations at convection factor ``a``; (converged, iterations)."""
+    """Damped Newton iterations at convection factor ``a``; (converged, iterations).
+
+    Gives up early (so the caller backs off the convection ramp instead of
+    wasting iterations) when the increment stalls or grows well above the best
+    one seen at this stage.
+    """
+    best, damped = np.inf, 0
     for its in range(1, max_newton + 1):
         _check(cancelled)
         step = solver.step()
         history.append({"alpha": a, "increment": step["increment"], "residual": step["residual"],
-                        "ksp_its": step["ksp_its"]})
+                        "ksp_its": step["ksp_its"], "damping": step["damping"]})
         report(its, step["increment"])
-        if not np.isfinite(step["increment"]) or (its > 4 and step["increment"] > 10.0):
+        inc = step["increment"]
+        if not np.isfinite(inc):
             return False, its
-        if step["increment"] < tol:
+        if inc < tol and step["damping"] == 1.0:
             return True, its
+        damped = damped + 1 if step["damping"] <= 0.125 else 0
+        if (its >= 3 and inc > 10.0 * best) or (its >= 10 and inc > 1e-3) or (its > 4 and inc > 1.0) or damped >= 2:
+            return False, its
+        best = min(best, inc)
     return False, max_newton
 
 
@@ -358,7 +374,10 @@ def _dirichlet_bcs(W, mesh, ft, inlet, flow_factor, sym):
 
 
 class _NewtonSolver:
-    """Newton steps J dw = F, w -= dw, with MUMPS or GMRES + Schur fieldsplit."""
+    """Newton steps J dw = -F with a backtracking line search on the residual norm.
+
+    The Newton system is solved with MUMPS or with GMRES + Schur fieldsplit.
+    """
 
     def __init__(self, W, F, J, Pform, bcs, w, linear, comm):
         import dolfinx.fem.petsc  # noqa: F401
@@ -370,18 +389,35 @@ class _NewtonSolver:
         self.Pm = fem.petsc.create_matrix(self.P) if self.P is not None else None
         self.b = fem.petsc.create_vector(self.F)
         self.dx = self.A.createVecRight()
+        self.w0 = self.A.createVecRight()
+        self.direct = linear != "iterative"
+        self.refactor, self.factorizations = True, 0
         self.ksp = PETSc.KSP().create(comm)
         self.ksp.setOperators(self.A, self.Pm or self.A)
+        # The prefix must be set before the fieldsplit sub-solvers exist, or they ignore their options.
+        prefix = f"flow{id(self)}_"
+        self.ksp.setOptionsPrefix(prefix)
         if linear == "iterative":
             self.ksp.getPC().setType("fieldsplit")
             is_u, is_p = fc.split_is(W)
             self.ksp.getPC().setFieldSplitIS(("u", is_u), ("p", is_p))
-            fc.set_options(self.ksp, f"flow{id(self)}_", fc.ITERATIVE_KSP)
+            fc.set_options(self.ksp, prefix, fc.ITERATIVE_KSP)
         else:
-            fc.set_options(self.ksp, f"flow{id(self)}_", fc.DIRECT_KSP)
+            fc.set_options(self.ksp, prefix, fc.DIRECT_KSP)
 
-    def step(self) -> dict:
-        A, b, w = self.A, self.b, self.w
+    def residual(self) -> float:
+        """Assemble the residual at the current state into ``self.b``; its norm."""
+        b, w = self.b, self.w
+        with b.localForm() as loc:
+            loc.set(0.0)
+        fem.petsc.assemble_vector(b, self.F)
+        fem.petsc.apply_lifting(b, [self.J], bcs=[self.bcs], x0=[w.vector], scale=-1.0)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fem.petsc.set_bc(b, self.bcs, w.vector, -1.0)
+        return float(b.norm())
+
+    def step(self, max_halvings: int = 4) -> dict:
+        A, w = self.A, self.w
         A.zeroEntries()
         fem.petsc.assemble_matrix(A, self.J, bcs=self.bcs)
         A.assemble()
@@ -389,23 +425,36 @@ class _NewtonSolver:
             self.Pm.zeroEntries()
             fem.petsc.assemble_matrix(self.Pm, self.P, bcs=self.bcs)
             self.Pm.assemble()
-        with b.localForm() as loc:
-            loc.set(0.0)
-        fem.petsc.assemble_vector(b, self.F)
-        fem.petsc.apply_lifting(b, [self.J], bcs=[self.bcs], x0=[w.vector], scale=-1.0)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        fem.petsc.set_bc(b, self.bcs, w.vector, -1.0)
-        residual = b.norm()
-        self.ksp.solve(b, self.dx)
-        reason = self.ksp.getConvergedReason()
+        r0 = self.residual()
+        reused = self.direct and not self.refactor
+        reason = self._solve()
+        if reason < 0 and reused:  # the kept factorization was too old: renew it and solve again
+            self.refactor = True
+            reason = self._solve()
         if reason < 0:
             raise SolverError(f"linear solver failed (PETSc reason {reason}) after {self.ksp.getIterationNumber()} "
                               "iterations; try linear_solver='direct' on a coarser mesh")
-        w.vector.axpy(-1.0, self.dx)
-        w.x.scatter_forward()
-        inc = self.dx.norm() / max(w.vector.norm(), 1e-300)
-        return {"increment": float(inc), "residual": float(residual), "ksp_its": int(self.ksp.getIterationNumber()),
-                "ok": bool(np.isfinite(inc))}
+        w.vector.copy(self.w0)
+        lam = 1.0
+        for k in range(max_halvings + 1):  # backtracking: accept the first step that lowers the residual
+            w.vector.waxpy(-lam, self.dx, self.w0)
+            w.x.scatter_forward()
+            if k == max_halvings or r0 == 0.0 or self.residual() < (1.0 - 1e-4 * lam) * r0:
+                break
+            lam *= 0.5
+        inc = lam * self.dx.norm() / max(w.vector.norm(), 1e-300)
+        return {"increment": float(inc), "residual": r0, "ksp_its": int(self.ksp.getIterationNumber()),
+                "damping": lam, "ok": bool(np.isfinite(inc))}
+
+    def _solve(self) -> int:
+        """Solve for the Newton update; with MUMPS, reuse the last factorization unless told to renew it."""
+        if self.direct:
+            self.ksp.getPC().setReusePreconditioner(not self.refactor)
+            self.factorizations += int(self.refactor)
+        self.ksp.solve(self.b, self.dx)
+        if self.direct:
+            self.refactor = self.ksp.getIterationNumber() > fc.REFACTOR_ITS
+        return self.ksp.getConvergedReason()
 
 
 def _fields(w, mesh, comm, mu: float) -> dict:

@@ -8,9 +8,15 @@ import numpy as np
 
 from mechanics.fem_compat import fem, MPI, PETSc  # noqa: F401  (re-exported)
 
-#: Sparse direct solve of the Newton step for small problems (dofs below DIRECT_MAX_DOFS).
-DIRECT_KSP = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
-              "mat_mumps_icntl_14": 200}
+#: Newton step by GMRES preconditioned with a MUMPS LU factorization of a (possibly older)
+#: Jacobian: a fresh factorization solves in one iteration; the flow solver keeps a
+#: factorization while GMRES converges quickly with it (it changes little between Newton
+#: steps and outlet updates) and refactorizes when it does not. METIS ordering (icntl 7 = 5).
+DIRECT_KSP = {"ksp_type": "gmres", "ksp_gmres_restart": 60, "ksp_rtol": 1e-9, "ksp_atol": 1e-30,
+              "ksp_max_it": 60, "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
+              "mat_mumps_icntl_14": 200, "mat_mumps_icntl_7": 5}
+#: GMRES iterations above which the kept factorization is renewed before the next step.
+REFACTOR_ITS = 20
 #: Large problems: GMRES + Schur-complement fieldsplit, AMG on the velocity block and the
 #: viscosity-scaled pressure mass matrix for the Schur complement (Elman, Silvester & Wathen 2014).
 ITERATIVE_KSP = {"ksp_type": "fgmres", "ksp_gmres_restart": 300, "ksp_rtol": 1e-8, "ksp_atol": 1e-14,
@@ -22,7 +28,11 @@ ITERATIVE_KSP = {"ksp_type": "fgmres", "ksp_gmres_restart": 300, "ksp_rtol": 1e-
                  "fieldsplit_u_pc_hypre_boomeramg_coarsen_type": "HMIS",
                  "fieldsplit_u_pc_hypre_boomeramg_interp_type": "ext+i",
                  "fieldsplit_p_ksp_type": "preonly", "fieldsplit_p_pc_type": "jacobi"}
-DIRECT_MAX_DOFS = 2_000_000  # the fieldsplit path fails (PC_FAILED) on some meshes: not yet default
+#: "auto" uses the direct path up to this size. The fieldsplit path converges for slow (Stokes-like)
+#: flow, but at hyperaemic coronary Reynolds numbers (~500) on Galerkin P2/P1 neither the
+#: pressure-mass Schur approximation nor AMG on the convective velocity block converged
+#: (measured, see docs/ffr-verification.md), so it is not the default for any size.
+DIRECT_MAX_DOFS = 2_000_000
 
 
 def lumen_to_dolfinx(lumen, comm=None, scale: float = 1e-3):
