@@ -44,3 +44,12 @@ def aorta_tree():
     from imaging.centerline import extract_centerlines
 
     return extract_centerlines(aorta_lumen())
+
+
+@lru_cache(maxsize=None)
+def coronary_mesh(radius_fraction: float = 0.35):
+    """Tagged tet mesh of the coronary lumen (default sizing: ~55k tets, ~10 s); shared, do not modify."""
+    from imaging.lumen_mesh import mesh_lumen_surface
+
+    lumen = coronary_lumen()
+    return mesh_lumen_surface(lumen.surface, lumen.ports, radius_fraction=radius_fraction)
