@@ -456,9 +456,10 @@ def _add_tagged_surface(gmsh, pts, tri, tags) -> None:
         if k == 0:
             gmsh.model.mesh.addNodes(2, s, node_ids, pts.ravel())
         gmsh.model.mesh.addElementsByType(s, 2, [], (tri[tags == tag] + 1).ravel())
-    # Topology only, no createGeometry: a parametrisation would make gmsh remesh the discrete
-    # surfaces with the size function, which on a branching tube (not a disc) stalls for minutes
-    # in 2D edge recovery. Without one the triangles are kept and only the volume is meshed.
+    # Topology only, no createGeometry: gmsh remeshes every discrete surface it can parametrise,
+    # with the size function (3x finer than the given triangles at the wall); on the real coronary
+    # that 2D remesh of the wall stalled for minutes in edge recovery. Without a parametrisation
+    # the triangles are kept and only the volume is meshed.
     gmsh.model.mesh.createTopology()
     ents = [t for _, t in gmsh.model.getEntities(2)]
     loop = gmsh.model.geo.addSurfaceLoop(ents)
