@@ -1,12 +1,17 @@
-"""Virtual FFR session: a lumen, its centerlines, scenario lesions, a stent plan, and 1D results (no Qt).
+"""Virtual FFR session: a lumen, its centerlines, scenario lesions, a stent plan, 1D and 3D results (no Qt).
 
 The FFR panel drives one of these: centerlines are computed once (worker),
 then every change of a scenario lesion or of the stent re-solves the 1D
-model at once (milliseconds) for the baseline and the plan.
+model at once (milliseconds) for the baseline and the plan. A 3D
+Navier-Stokes run of the baseline geometry (``mesh_baseline_3d`` on a worker,
+then ``mechanics.flow_worker`` in a child process) comes back through
+``read_flow_result`` and is compared with the 1D values outlet by outlet.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -39,6 +44,112 @@ class StentPlan:
 
 
 @dataclass
+class Ffr3dResult:
+    """A 3D Navier-Stokes FFR run, read back from the flow worker's files.
+
+    Attributes
+    ----------
+    per_outlet : dict
+        FFR at each outlet, by port name.
+    ffr_min : float
+        Lowest outlet FFR.
+    dofs : int
+        Velocity + pressure degrees of freedom.
+    report : dict
+        Solver report (``newton_iterations``, ``seconds``, ...).
+    wall : pv.PolyData
+        Lumen wall with point arrays ``FFR``, ``wss_pa``, ``pressure_mmhg``.
+    grid : pv.UnstructuredGrid
+        Volume fields ``ffr``, ``pressure_mmhg``, ``velocity`` (m/s).
+    scenario : list of ScenarioLesion
+        The scenario lesions of the geometry that was solved.
+    params : dict
+        Meshing parameters (``radius_fraction``) and the mesh size (``tets``).
+    """
+
+    per_outlet: dict
+    ffr_min: float
+    dofs: int
+    report: dict
+    wall: pv.PolyData
+    grid: pv.UnstructuredGrid
+    scenario: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict, repr=False)  # path -> (s, FFR), sampled once
+
+    def summary(self) -> str:
+        """One line: FFR min, DOFs, tets, Newton iterations, solver seconds."""
+        r = self.report
+        return (f"3D FFR min {self.ffr_min:.3f}: {self.dofs:,} DOFs, {self.params.get('tets', 0):,} tets, "
+                f"{r.get('newton_iterations', '?')} Newton iterations, {float(r.get('seconds', 0.0)):.1f} s")
+
+
+def read_flow_result(out_dir: Path, *, scenario: Optional[list] = None, params: Optional[dict] = None) -> Ffr3dResult:
+    """Read ``result.json``, ``result.vtu`` and ``wall.vtp`` written by ``mechanics.flow_worker``.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The worker's output folder.
+    scenario : list of ScenarioLesion, optional
+        Scenario lesions of the solved geometry (kept to tell a stale result).
+    params : dict, optional
+        Meshing parameters to keep with the result.
+
+    Returns
+    -------
+    Ffr3dResult
+    """
+    out_dir = Path(out_dir)
+    data = json.loads((out_dir / "result.json").read_text())
+    wall = pv.read(out_dir / "wall.vtp")
+    wall.point_data["FFR"] = np.asarray(wall.point_data["ffr"])  # the name the FFR view colours by
+    return Ffr3dResult({k: float(v) for k, v in data["per_outlet"].items()}, float(data["ffr_min"]),
+                       int(data["dofs"]), data.get("report", {}), wall, pv.read(out_dir / "result.vtu"),
+                       list(scenario or []), dict(params or {}))
+
+
+def mesh_baseline_3d(lumen: Lumen, tree: VesselTree, baseline_tree: VesselTree, *, radius_fraction: float = 0.5,
+                     progress=None, cancelled=None):
+    """Tet mesh of the baseline lumen (scenario lesions carried to the surface) for the 3D solver.
+
+    Parameters
+    ----------
+    lumen : Lumen
+        The scanned lumen and its ports.
+    tree, baseline_tree : VesselTree
+        Centerlines as extracted and with the scenario lesions (same points).
+    radius_fraction : float
+        Core element size as a fraction of the local radius (smaller is finer).
+
+    Returns
+    -------
+    imaging.lumen_mesh.LumenMesh
+
+    Raises
+    ------
+    InputError, MeshError
+        From ``imaging.lumen_mesh.mesh_lumen_surface``.
+    """
+    from imaging.lumen_mesh import mesh_lumen_surface
+
+    surface = lumen.surface if baseline_tree is tree else deform_surface(lumen.surface, tree, baseline_tree)
+    return mesh_lumen_surface(surface, lumen.ports, radius_fraction=radius_fraction,
+                              centerlines=baseline_tree.to_polydata(), progress=progress, cancelled=cancelled)
+
+
+def sample_point_field(grid: pv.DataSet, points: np.ndarray, name: str) -> np.ndarray:
+    """Point array ``name`` of ``grid`` at ``points`` (mm): interpolated inside, nearest node outside."""
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
+    sampled = pv.PolyData(points).sample(grid)
+    near = np.asarray(grid.point_data[name])[cKDTree(grid.points).query(points)[1]]
+    valid = np.asarray(sampled.point_data["vtkValidPointMask"]).astype(bool)
+    return np.where(valid, np.asarray(sampled.point_data[name]), near)
+
+
+@dataclass
 class FfrSession:
     lumen: Lumen
     tree: VesselTree  # as extracted from the scan
@@ -50,6 +161,7 @@ class FfrSession:
     baseline: Optional[ReducedResult] = None
     plan_tree: Optional[VesselTree] = None
     plan: Optional[ReducedResult] = None
+    result3d: Optional[Ffr3dResult] = None
 
     @classmethod
     def from_surface(cls, surface: pv.PolyData, *, progress=None, cancelled=None) -> "FfrSession":
@@ -104,6 +216,30 @@ class FfrSession:
             f_all.append(result.ffr_branch[i])
             offset += s[-1]
         return np.concatenate(s_all), np.concatenate(f_all)
+
+    @property
+    def stale_3d(self) -> bool:
+        """True when the scenario lesions changed since the 3D run (its geometry is not the baseline's)."""
+        return self.result3d is not None and self.result3d.scenario != self.scenario
+
+    def ffr3d_along_path(self, path: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(distance from the inlet mm, 3D FFR) along a branch path of the baseline centerlines."""
+        key = tuple(path)
+        if key not in self.result3d.curves:
+            s, _ = self.ffr_along_path(path, "baseline")
+            points = np.vstack([self.baseline_tree.branches[i].points for i in path])
+            self.result3d.curves[key] = (s, sample_point_field(self.result3d.grid, points, "ffr"))
+        return self.result3d.curves[key]
+
+    def comparison_rows(self) -> list[dict]:
+        """Per outlet: ``outlet``, ``ffr_1d`` (baseline), ``ffr_3d``, ``difference`` (3D - 1D)."""
+        if self.result3d is None:
+            return []
+        rows = []
+        for name, f1 in self.baseline.per_outlet.items():
+            f3 = self.result3d.per_outlet.get(name, float("nan"))
+            rows.append({"outlet": name, "ffr_1d": float(f1), "ffr_3d": f3, "difference": f3 - float(f1)})
+        return rows
 
     def lesion_rows(self) -> list[dict]:
         """Lesion table rows: baseline grading and FFR drop, plus the plan's FFR at the same outlet path."""

@@ -64,16 +64,21 @@ class _Pane(QWidget):
 
 
 class FfrView(QWidget):
-    """Baseline | plan 3D panes with linked cameras above an FFR-along-centerline plot."""
+    """Baseline | plan (| 3D Navier-Stokes) panes with linked cameras above an FFR-along-centerline plot.
+
+    The third pane is made on the first 3D result: each pane is a VTK render
+    window, so one that may never be used is not built up front.
+    """
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("ffr_view")
         self.baseline = _Pane("Baseline")
         self.plan = _Pane("Plan (stented / scenario)")
-        panes = QSplitter()
+        self.panes = panes = QSplitter()
         panes.addWidget(self.baseline)
         panes.addWidget(self.plan)
+        self.flow3d: Optional[_Pane] = None
         self.figure = Figure(figsize=(6, 2.2), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(170)
@@ -98,6 +103,20 @@ class FfrView(QWidget):
             self.plan.show_vessel(*plan)
         self.plan.plotter.camera = self.baseline.plotter.camera
         self.plan.plotter.render()
+
+    def show_3d(self, wall: Optional[pv.PolyData], caption: str = "") -> None:
+        """Draw the 3D Navier-Stokes wall (point array ``FFR``) in its own pane; None hides the pane."""
+        if wall is None:
+            if self.flow3d is not None:
+                self.flow3d.hide()
+            return
+        if self.flow3d is None:
+            self.flow3d = _Pane("3D Navier-Stokes (baseline)")
+            self.panes.addWidget(self.flow3d)
+        self.flow3d.show()
+        self.flow3d.show_vessel(wall, None, caption)
+        self.flow3d.plotter.camera = self.baseline.plotter.camera
+        self.flow3d.plotter.render()
 
     def plot_along(self, curves: dict[str, tuple[Sequence[float], Sequence[float]]], title: str = "") -> None:
         """FFR against distance from the inlet (mm), one line per named curve, with the 0.80 threshold."""

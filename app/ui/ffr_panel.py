@@ -3,20 +3,23 @@
 The centerlines are computed on the window's worker; every later change
 (scenario lesion severity/length/position, stent on/off, length, diameter)
 re-solves the 1D model at once (``app.ffr_session``) and redraws baseline
-and plan side by side (``viewer.ffr_view``).
+and plan side by side (``viewer.ffr_view``). A 3D Navier-Stokes run of the
+baseline goes on in the background (``app.ui.ffr3d``) and is shown next to
+the 1D values when it is done.
 """
 from __future__ import annotations
 
 import logging
 from typing import Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.ffr_session import FfrSession, ScenarioLesion, StentPlan
 from app.ui.extensions import make_action, menu
+from app.ui.ffr3d import Ffr3dBox, Ffr3dController
 from viewer.ffr_view import FfrView
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,9 @@ COLUMNS = ("#", "Branch", "DS %", "AS %", "Length mm", "dFFR", "Kind")
 
 class FfrPanel(QWidget):
     """Controls (left) and the FFR view (right)."""
+
+    #: The session was replaced (new centerlines, new case).
+    session_changed = Signal()
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -73,6 +79,8 @@ class FfrPanel(QWidget):
         sform.addRow("Length", self.stent_length)
         sform.addRow("Diameter", self.stent_diameter)
 
+        self.box3d = Ffr3dBox()
+
         controls = QWidget()
         controls.setMinimumWidth(470)
         left = QVBoxLayout(controls)
@@ -85,6 +93,7 @@ class FfrPanel(QWidget):
         left.addWidget(self.table, 1)
         left.addWidget(self.lesion_box)
         left.addWidget(self.stent_box)
+        left.addWidget(self.box3d)
         self.view = FfrView()
         split = QSplitter()
         split.addWidget(controls)
@@ -104,7 +113,7 @@ class FfrPanel(QWidget):
         self._set_enabled(False)
 
     def _set_enabled(self, on: bool) -> None:
-        for w in (self.lesion_box, self.stent_box, self.table):
+        for w in (self.lesion_box, self.stent_box, self.table, self.box3d):
             w.setEnabled(on)
 
     def set_surfaces(self, names: list[str], preferred: Optional[str]) -> None:
@@ -124,6 +133,16 @@ class FfrPanel(QWidget):
         if session is not None:
             self.branch.setRange(0, len(session.tree.branches) - 1)
             self.position.setMaximum(max(b.length_mm for b in session.tree.branches))
+        self.box3d.show_rows([], False)
+        self.box3d.status.setText("Not computed.")
+        self.view.show_3d(None)
+        self.session_changed.emit()
+        self.refresh()
+
+    def show_3d(self) -> None:
+        """Draw the session's 3D result (vessel coloured by the 3D FFR) and refresh the tables and curves."""
+        r = self.session.result3d
+        self.view.show_3d(r.wall, f"3D FFR min {r.ffr_min:.2f}")
         self.refresh()
 
     # -- live 1D update ------------------------------------------------------
@@ -149,6 +168,7 @@ class FfrPanel(QWidget):
         if s.plan is not None:
             text += f"  |  stented {s.plan.ffr_min:.3f}"
         self.summary.setText(text)
+        self.box3d.show_rows(s.comparison_rows(), s.stale_3d)
         self._draw()
 
     def _fill_table(self) -> None:
@@ -173,6 +193,8 @@ class FfrPanel(QWidget):
             psurf, plines = s.coloured("plan")
             plan = (psurf, plines, f"FFR min {s.plan.ffr_min:.2f}")
             curves["stented"] = s.ffr_along_path(path, "plan")
+        if s.result3d is not None and not s.stale_3d:
+            curves["3D Navier-Stokes"] = s.ffr3d_along_path(path)
         self.view.show_results(baseline, plan)
         outlet = s.tree.branches[path[-1]].port or "outlet"
         self.view.plot_along(curves, f"FFR from the inlet to {outlet}")
@@ -185,6 +207,7 @@ class FfrController:
         self.window = window
         self.panel = FfrPanel()
         self.panel.compute_button.clicked.connect(self.compute)
+        self.ffr3d = Ffr3dController(window, self.panel)
         window.case_hooks.append(lambda case: self.on_case())
 
     def on_case(self) -> None:
@@ -238,4 +261,12 @@ def install(window) -> FfrController:
 
     menu(window, "&Plan").addAction(make_action(window, "ffr_panel", "Virtual &FFR...", focus, "Ctrl+Alt+F",
                                                 "Centerlines, lesions, instant 1D FFR and virtual stent"))
+
+    def compute_3d() -> None:
+        focus()
+        controller.ffr3d.start()
+
+    menu(window, "&Plan").addAction(make_action(window, "ffr_3d", "Virtual FFR &3D (Navier-Stokes)", compute_3d,
+                                                "Ctrl+Alt+3", "Mesh the lumen and solve 3D Navier-Stokes FFR in "
+                                                "the background (after the 1D FFR)"))
     return controller
