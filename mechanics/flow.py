@@ -436,10 +436,13 @@ class _NewtonSolver:
                               "iterations; try linear_solver='direct' on a coarser mesh")
         w.vector.copy(self.w0)
         lam = 1.0
-        for k in range(max_halvings + 1):  # backtracking: accept the first step that lowers the residual
+        # Backtracking: accept the first step that lowers the residual. Tiny steps are taken whole
+        # (at round-off level the residual norm is noise and cannot decrease reliably).
+        tiny = self.dx.norm() < 1e-10 * max(self.w0.norm(), 1e-300)
+        for k in range(max_halvings + 1):
             w.vector.waxpy(-lam, self.dx, self.w0)
             w.x.scatter_forward()
-            if k == max_halvings or r0 == 0.0 or self.residual() < (1.0 - 1e-4 * lam) * r0:
+            if tiny or k == max_halvings or r0 == 0.0 or self.residual() < (1.0 - 1e-4 * lam) * r0:
                 break
             lam *= 0.5
         inc = lam * self.dx.norm() / max(w.vector.norm(), 1e-300)

@@ -78,12 +78,12 @@ def test_solve_ffr_3d_healthy_pipe(open_pipe_result):
     r_tube = 8 * ph.mu * 12e-3 / (np.pi * (1e-3) ** 4)
     r_out = ph.outlet_resistances([1.0])[0]
     ffr = (ph.p_venous + r_out * (ph.p_aortic - ph.p_venous) / (r_tube + r_out)) / ph.p_aortic
-    # Remeshed 64-gon wall (resistance +1-2 % of a 0.012 drop): 0.001 in FFR.
+    # Faceted 64-gon wall (the input triangles are kept) (resistance +1-2 % of a 0.012 drop): 0.001 in FFR.
     assert res.ffr_min == pytest.approx(ffr, abs=0.001)
     assert res.p_aortic_pa == pytest.approx(ph.p_aortic, rel=5e-4)  # secant fixed point, stopped at 1e-6 changes
     q = res.flows_m3s["outlet_1"]
     # Resistance law p = R Q: the outlet traction is weak, its mean pressure sits 0.7 % above the
-    # imposed value on this coarse remeshed outlet (open item); bound 1 %.
+    # imposed value on this coarse faceted outlet (open item); bound 1 %.
     assert res.outlet_pressure_pa["outlet_1"] == pytest.approx(r_out * q, rel=0.01)
     assert set(res.mesh.point_data.keys()) >= {"pressure_mmhg", "velocity", "ffr"}
     assert np.nanmax(res.mesh.point_data["pressure_mmhg"]) == pytest.approx(ph.p_aortic / MMHG, abs=1.0)
