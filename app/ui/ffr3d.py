@@ -85,6 +85,7 @@ class Ffr3dBox(QGroupBox):
     def show_rows(self, rows: list[dict], stale: bool) -> None:
         """Fill the outlet table; a stale 3D column (geometry changed since) is greyed and marked."""
         self.table.setRowCount(len(rows))
+        self.table.setVisible(bool(rows))
         rows_px = sum(self.table.rowHeight(r) for r in range(len(rows))) or self.table.verticalHeader().defaultSectionSize()
         self.table.setFixedHeight(min(120, self.table.horizontalHeader().height() + rows_px + 4))
         self.table.setHorizontalHeaderItem(2, QTableWidgetItem("FFR 3D (earlier geometry)" if stale else "FFR 3D"))
