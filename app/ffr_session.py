@@ -21,6 +21,7 @@ from imaging.centerline import extract_centerlines
 from imaging.lesions import Lesion, apply_stent, deform_surface, detect_lesions, introduce_lesion
 from imaging.vessel_tree import VesselTree
 from imaging.vessels import Lumen, lumen_from_surface
+from mechanics.fields import sample_point_field
 from mechanics.reduced import ReducedResult, solve_ffr_1d
 
 
@@ -136,17 +137,6 @@ def mesh_baseline_3d(lumen: Lumen, tree: VesselTree, baseline_tree: VesselTree, 
     surface = lumen.surface if baseline_tree is tree else deform_surface(lumen.surface, tree, baseline_tree)
     return mesh_lumen_surface(surface, lumen.ports, radius_fraction=radius_fraction,
                               centerlines=baseline_tree.to_polydata(), progress=progress, cancelled=cancelled)
-
-
-def sample_point_field(grid: pv.DataSet, points: np.ndarray, name: str) -> np.ndarray:
-    """Point array ``name`` of ``grid`` at ``points`` (mm): interpolated inside, nearest node outside."""
-    from scipy.spatial import cKDTree
-
-    points = np.asarray(points, dtype=float).reshape(-1, 3)
-    sampled = pv.PolyData(points).sample(grid)
-    near = np.asarray(grid.point_data[name])[cKDTree(grid.points).query(points)[1]]
-    valid = np.asarray(sampled.point_data["vtkValidPointMask"]).astype(bool)
-    return np.where(valid, np.asarray(sampled.point_data[name]), near)
 
 
 @dataclass

@@ -62,15 +62,9 @@ class FlowResult:
 
     def ffr_along(self, polydata) -> np.ndarray:
         """FFR sampled at the points of ``polydata`` (e.g. centerlines, mm); nearest node outside."""
-        pts = np.asarray(polydata.points if hasattr(polydata, "points") else polydata, dtype=float)
-        from scipy.spatial import cKDTree
+        from mechanics.fields import sample_point_field
 
-        sampled = polydata.sample(self.mesh) if hasattr(polydata, "sample") else None
-        near = np.asarray(self.mesh.point_data["ffr"])[cKDTree(self.mesh.points).query(pts)[1]]
-        if sampled is None:
-            return near
-        valid = np.asarray(sampled.point_data["vtkValidPointMask"]).astype(bool)
-        return np.where(valid, np.asarray(sampled.point_data["ffr"]), near)
+        return sample_point_field(self.mesh, polydata, "ffr")
 
     def to_json(self) -> dict:
         return {"ffr_min": self.ffr_min, "per_outlet": self.per_outlet, "dofs": self.dofs,
