@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 DEMO := /usr/share/doc/invesalius-examples/examples/Cranium.inv3
 
-.PHONY: setup run test bench lint demo clean package
+.PHONY: setup run test bench lint demo clean package docs-images
 
 setup:
 	@bash packaging/setup.sh
@@ -21,6 +21,9 @@ lint: setup
 
 test: setup lint
 	@xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest
+
+docs-images: setup  # rewrite the user guide's screenshots in docs/images (then review and commit them)
+	@TWINPLAN_UPDATE_DOCS=1 xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest tests/ui/test_docs_screenshots.py
 
 bench: setup
 	@$(PY) -m benchmarks

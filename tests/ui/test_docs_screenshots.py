@@ -4,9 +4,13 @@ Each test drives the real window through a step of the guide (docs/user-guide.md
 and writes the picture the guide shows; it also checks the state the picture
 claims (labels, meshes, predicted skin move) so a stale or broken picture
 cannot pass. Images are scaled to 760 px and palette-reduced to stay small.
+
+A normal run writes them to screenshots/docs/ (not tracked); ``make docs-images``
+(TWINPLAN_UPDATE_DOCS=1) writes docs/images/ for a deliberate commit.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,8 @@ from tests.conftest import ROOT
 from tests.ui.conftest import load, wait_idle
 
 pytestmark = [pytest.mark.gui]
-IMAGES = ROOT / "docs" / "images"
+IMAGES = ROOT / "docs" / "images"  # the committed pictures the guide shows
+OUT = IMAGES if os.environ.get("TWINPLAN_UPDATE_DOCS") == "1" else ROOT / "screenshots" / "docs"
 WIDTH_PX = 760
 MAX_BYTES = 160_000  # per image; the guide's pictures together stay a few hundred KB
 PREPARE_TIMEOUT_MS = 240_000
@@ -33,11 +38,11 @@ def data_dir(tmp_path, monkeypatch):
 
 def save_doc_image(image: QImage, name: str) -> Path:
     """Scale down to the guide's width, reduce to a 256-colour palette and write docs/images/NAME."""
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     if image.width() > WIDTH_PX:
         image = image.scaledToWidth(WIDTH_PX, Qt.SmoothTransformation)
     small = image.convertToFormat(QImage.Format_Indexed8, Qt.AvoidDither | Qt.ThresholdDither)  # crisp text
-    path = IMAGES / name
+    path = OUT / name
     assert small.save(str(path), "PNG", 0)
     rgb = image.convertToFormat(QImage.Format_RGB888)
     pixels = np.frombuffer(rgb.constBits(), np.uint8, count=rgb.sizeInBytes()).reshape(rgb.height(), -1)
