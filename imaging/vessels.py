@@ -111,10 +111,7 @@ def _port_from_rim(rim: np.ndarray, surface_pts: np.ndarray, area: Optional[floa
         area = 0.5 * abs(np.sum(np.cross(d, np.roll(d, -1, axis=0)) @ n))
     r = float(np.sqrt(area / np.pi))
     near = surface_pts[np.linalg.norm(surface_pts - c, axis=1) < 3 * r]
-    off = float(np.dot(c - near.mean(axis=0), n)) if len(near) else 0.0
-    if abs(off) < 0.05 * r:  # only the rim itself is near (coarse tube): use the whole surface
-        off = float(np.dot(c - surface_pts.mean(axis=0), n))
-    if off < 0:
+    if len(near) and np.dot(c - near.mean(axis=0), n) < 0:
         n = -n
     return c, n, r
 
