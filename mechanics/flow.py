@@ -8,13 +8,13 @@ Taylor-Hood P2/P1 (velocity u, pressure p), blood from ``mechanics.physiology``:
     -p n + mu (grad u) n = -p_k n on outlet k
 
 Resistance outlets close the model: p_k = P_v + R_k Q_k with the hyperaemic
-Murray-law resistances of ``Physiology.outlet_resistances``, and the inlet
-flow Q is set so that the mean inlet pressure is the aortic pressure P_a.
-After each converged Newton solve, Q and the p_k are updated from the lumped
-model Q_k = (P_a - P_v) / (R3D_k + R_k) with the 3D resistance upstream of
-each outlet, R3D_k = (p_in - p_k) / Q_k, taken from the solution (a secant
-fixed point; only R3D_k changes between updates, so it converges in a few
-warm-started Newton solves). Newton starts from the
+Murray-law resistances of ``Physiology.outlet_resistances``. They are implicit:
+p_k is a functional of the velocity inside the Newton residual, and its
+Jacobian adds the rank-one terms R_k (int du.n)(int v.n) (Vignon-Clementel et
+al., Comput Methods Appl Mech Eng 195:3776-3796, 2006), so the flow split
+between outlets is part of the Newton solve. The inlet flow Q is set so that
+the mean inlet pressure is the aortic pressure P_a by an outer secant
+iteration on Q (one scalar, warm-started Newton solves). Newton starts from the
 Stokes solution and ramps the convection term (Reynolds continuation,
 halving the step when Newton fails). Backflow at outlets is damped by the
 usual energy-stable term (Moghadam et al., Comput Mech 48:277-291, 2011).
@@ -192,10 +192,8 @@ def solve_flow(
         r = phys.outlet_resistances([pt.radius_mm for pt in outlets])
         resist = {pt.name: float(rk) for pt, rk in zip(outlets, r)}
         q_hyp = (phys.p_aortic - phys.p_venous) / np.array(list(resist.values()))
-        for pt, qk in zip(outlets, q_hyp):  # first guess: 10 % of the driving pressure lost upstream
-            port_p[pt.name].value = phys.p_venous + 0.9 * resist[pt.name] * qk
         q_total = float(inlet_flow_m3s) if inlet_flow_m3s is not None else 0.9 * float(q_hyp.sum())
-    state = {"q": q_total}
+    state = {"q": q_total, "secant": []}
 
     def set_inlet_flow(qv: float) -> None:
         state["q"] = qv
@@ -203,35 +201,34 @@ def solve_flow(
 
     set_inlet_flow(q_total)
 
+    def outlet_pressures() -> None:
+        """Resistance outlets, implicit: p_k = P_v + R_k Q_k(u) at the current state."""
+        for pt in outlets:
+            port_p[pt.name].value = phys.p_venous + resist[pt.name] * flow_factor * integral(flux[pt.name])
+
+    low_rank = [] if fixed else [(resist[pt.name] * flow_factor, ufl.inner(v, n) * ds(pt.tag)) for pt in outlets]
     linear = linear_solver if linear_solver != "auto" else ("direct" if dofs <= fc.DIRECT_MAX_DOFS else "iterative")
-    solver = NewtonSolver(W, F, J, Pform, bcs, w, linear, comm)
+    solver = NewtonSolver(W, F, J, Pform, bcs, w, linear, comm, low_rank=low_rank,
+                          before_residual=None if fixed else outlet_pressures)
     fem.petsc.set_bc(w.vector, bcs)
     w.x.scatter_forward()
 
-    def update_outlets() -> float:
-        """Secant update of inlet flow and outlet pressures; returns the largest relative change.
-
-        With R3D_k = (p_in - p_k) / Q_k from the current solution, the lumped model
-        Q_k = (P_a - P_v) / (R3D_k + R_k), p_k = P_v + R_k Q_k meets P_a at the inlet
-        and the resistance law at every outlet; only R3D_k changes between updates.
-        """
-        if fixed:
+    def update_inlet() -> float:
+        """Secant step on the inlet flow Q towards mean inlet pressure P_a; the relative change of Q."""
+        if fixed or inlet_flow_m3s is not None:
             return 0.0
-        p_in = integral(p_int) / area_in
-        change, q_new = 0.0, 0.0
-        for pt in outlets:
-            qk = flow_factor * integral(flux[pt.name])
-            pk = float(port_p[pt.name].value)
-            r3d = (p_in - pk) / qk if qk > 0 and p_in > pk else 0.0
-            qn = (phys.p_aortic - phys.p_venous) / (r3d + resist[pt.name])
-            new = phys.p_venous + resist[pt.name] * qn
-            change = max(change, abs(new - pk) / scale_p)
-            port_p[pt.name].value = new
-            q_new += qn
-        if inlet_flow_m3s is None:
-            change = max(change, abs(q_new - state["q"]) / max(state["q"], 1e-300))
-            set_inlet_flow(q_new)
-        return change
+        q, p_in = state["q"], integral(p_int) / area_in
+        pts = state["secant"]
+        pts.append((q, p_in))
+        q_new = q * (phys.p_aortic - phys.p_venous) / max(p_in - phys.p_venous, 1e-3 * scale_p)
+        if len(pts) >= 2 and pts[-1][0] != pts[-2][0]:
+            (q0, p0), (q1, p1) = pts[-2], pts[-1]
+            slope = (p1 - p0) / (q1 - q0)
+            if slope > 0:  # p_in rises with Q; otherwise keep the proportional step
+                q_new = q1 + (phys.p_aortic - p1) / slope
+        q_new = min(max(q_new, 0.25 * q), 4.0 * q)
+        set_inlet_flow(q_new)
+        return abs(q_new - q) / max(q, 1e-300)
 
     stages, newton_its, history = [0.0, 1.0], 0, []
     done_alpha, k = -1.0, 0
@@ -239,41 +236,41 @@ def solve_flow(
         a = stages[k]
         alpha.value = a
         saved = w.x.array.copy()
-        saved_p = {nm: float(c.value) for nm, c in port_p.items()}
         saved_q = state["q"]
+        state["secant"] = []
         target = 1e-6 if a == 1.0 else 1e-3  # boundary-value settling (relative)
         final_tol = newton_rtol if a == 1.0 else max(newton_rtol, 1e-5)
-        ok, its = newton(solver, a, final_tol if fixed else max(final_tol, 1e-4), max_newton, history, cancelled,
+        ok, its = newton(solver, a, final_tol if inlet_flow_m3s is not None else max(final_tol, 1e-4), max_newton, history, cancelled,
                           lambda its, inc: progress(0.1 + 0.8 * min(1.0, 0.5 * (done_alpha + 1) + 0.05 * its),
                                                     f"Newton {its} (convection {a:.2f}): increment {inc:.1e}"))
         newton_its += its
-        # Resistance outlets: outer secant fixed point on Q and the outlet pressures; Newton is
-        # warm-started and solved only as tightly as the boundary values have settled.
+        # Aortic pressure at the inlet: outer secant iteration on Q; Newton is warm-started and
+        # solved only as tightly as Q has settled.
         change = 1.0
-        for outer in range(40 if ok and not fixed else 0):
-            change = update_outlets()
+        for outer in range(40 if ok and not fixed and inlet_flow_m3s is None else 0):
+            change = update_inlet()
             history[-1]["outlet_change"] = change
             tol = max(final_tol, min(1e-4, 0.1 * change))
             ok, its = newton(solver, a, tol, max_newton, history, cancelled, lambda its, inc: None)
             newton_its += its
             if not ok or (change < target and (tol == final_tol or a < 1.0)):
                 break
-        if ok and not fixed and change >= target:
-            raise SolverError("resistance outlets: inlet flow and outlet pressures did not settle in 40 updates")
+        if ok and not fixed and inlet_flow_m3s is None and change >= target:
+            raise SolverError("aortic pressure inlet: the inlet flow did not settle in 40 updates")
         if ok:
             done_alpha = a
             k += 1
             continue
         # Newton failed: back off the convection ramp.
         w.x.array[:] = saved
-        for nm, val in saved_p.items():
-            port_p[nm].value = val
         set_inlet_flow(saved_q)
         if a == 0.0 or a - max(done_alpha, 0.0) < 1.0 / 64:
             raise SolverError(f"Newton did not converge at convection factor {a:.3f} after {its} iterations "
                               f"(last increment {history[-1]['increment'] if history else float('nan'):.2e})")
         stages.insert(k, 0.5 * (max(done_alpha, 0.0) + a))
     progress(0.92, "post-processing")
+    if not fixed:
+        outlet_pressures()
     p_in = integral(p_int) / area_in
     flows = {pt.name: flow_factor * integral(flux[pt.name]) for pt in ports}
     p_out = {}
@@ -286,7 +283,7 @@ def solve_flow(
         if back or law > 0.02:  # 2 %: above Taylor-Hood mass-conservation slack on coarse outlets
             raise SolverError(f"resistance outlets: {'net inflow at ' + ', '.join(back) if back else 'outlet law'} "
                               f"(p = P_v + R Q off by up to {100 * law:.1f} % of the driving pressure); "
-                              "the explicit outlet coupling cannot handle this geometry yet")
+                              "the outlet resistances are too low for this geometry")
     per_outlet = {nm: float(val / p_in) for nm, val in p_out.items()}
     seconds = time.perf_counter() - t0
     fields = _fields(w, mesh, comm, mu_ref)

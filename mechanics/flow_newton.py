@@ -41,15 +41,35 @@ def newton(solver, a, tol, max_newton, history, cancelled, report) -> tuple[bool
     return False, max_newton
 
 
+class _LowRankOperator:
+    """PETSc python-matrix context: ``y = A x + sum_k c_k b_k (b_k . x)``."""
+
+    def __init__(self, A, terms):
+        self.A, self.terms = A, terms
+
+    def mult(self, mat, x, y):
+        self.A.mult(x, y)
+        for c, b in self.terms:
+            y.axpy(c * b.dot(x), b)
+
+
 class NewtonSolver:
     """Newton steps J dw = -F with a backtracking line search on the residual norm.
 
     The Newton system is solved with MUMPS or with GMRES + Schur fieldsplit.
+    ``low_rank`` holds (c_k, form_k) pairs of rank-one Jacobian terms c_k b_k b_k^T, b_k the
+    assembled linear form (rows with Dirichlet conditions zeroed): resistance outlets, whose
+    pressure P_v + R_k Q_k(u) is a global functional of the velocity. ``before_residual`` is
+    called with the state current before every residual assembly (to set such pressures).
+    On the direct path GMRES solves with the full operator, preconditioned by the LU of the
+    sparse part, so each rank-one term costs about one GMRES iteration; the iterative path
+    leaves them out of the Jacobian (an inexact Newton).
     """
 
-    def __init__(self, W, F, J, Pform, bcs, w, linear, comm):
+    def __init__(self, W, F, J, Pform, bcs, w, linear, comm, low_rank=(), before_residual=None):
         import dolfinx.fem.petsc  # noqa: F401
 
+        self.before_residual = before_residual or (lambda: None)
         self.F, self.J = fem.form(F), fem.form(J)
         self.P = fem.form(Pform) if linear == "iterative" else None
         self.bcs, self.w = bcs, w
@@ -60,8 +80,19 @@ class NewtonSolver:
         self.w0 = self.A.createVecRight()
         self.direct = linear != "iterative"
         self.refactor, self.factorizations = True, 0
+        self.terms = []
+        for c, form in low_rank:
+            bk = fem.petsc.assemble_vector(fem.form(form))
+            bk.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            fem.petsc.set_bc(bk, bcs, scale=0.0)
+            self.terms.append((float(c), bk))
         self.ksp = PETSc.KSP().create(comm)
-        self.ksp.setOperators(self.A, self.Pm or self.A)
+        if self.terms and self.direct:
+            op = PETSc.Mat().createPython(self.A.getSizes(), _LowRankOperator(self.A, self.terms), comm=comm)
+            op.setUp()
+            self.ksp.setOperators(op, self.A)
+        else:
+            self.ksp.setOperators(self.A, self.Pm or self.A)
         # The prefix must be set before the fieldsplit sub-solvers exist, or they ignore their options.
         prefix = f"flow{id(self)}_"
         self.ksp.setOptionsPrefix(prefix)
@@ -76,6 +107,7 @@ class NewtonSolver:
     def residual(self) -> float:
         """Assemble the residual at the current state into ``self.b``; its norm."""
         b, w = self.b, self.w
+        self.before_residual()
         with b.localForm() as loc:
             loc.set(0.0)
         fem.petsc.assemble_vector(b, self.F)
@@ -124,5 +156,5 @@ class NewtonSolver:
             self.factorizations += int(self.refactor)
         self.ksp.solve(self.b, self.dx)
         if self.direct:
-            self.refactor = self.ksp.getIterationNumber() > fc.REFACTOR_ITS
+            self.refactor = self.ksp.getIterationNumber() > fc.REFACTOR_ITS + len(self.terms)
         return self.ksp.getConvergedReason()
