@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from app.cli import TerminalProgress, emit
+from mechanics.reduced import DEFAULT_STENOSIS_MODEL, STENOSIS_MODELS
 
 LUMEN_NAMES = ("lumen", "vessel")
 STENT_KEYS = {"lesion": int, "length": float, "diameter": float}
@@ -232,6 +233,6 @@ def register(sub) -> None:
     s.add_argument("--mesh-mm", type=float, help="3D: uniform element size in mm (default: sized by the radius)")
     s.add_argument("--min-stenosis", type=float, default=0.3,
                    help="lesion detection threshold, fractional diameter stenosis (default 0.3)")
-    s.add_argument("--stenosis-model", choices=("young-tsai", "poiseuille+expansion"), default="young-tsai",
-                   help="1D stenosis loss model (default young-tsai)")
+    s.add_argument("--stenosis-model", choices=STENOSIS_MODELS, default=DEFAULT_STENOSIS_MODEL,
+                   help=f"1D stenosis loss model (default {DEFAULT_STENOSIS_MODEL})")
     s.set_defaults(func=cmd_ffr)

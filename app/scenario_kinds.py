@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 
 from app.case import Case, Provenance, hash_surface
 from imaging.errors import InputError
+from mechanics.reduced import DEFAULT_STENOSIS_MODEL
 
 #: Placed landmarks farther than this from the skin are not skin landmarks (mm).
 SKIN_LANDMARK_MAX_MM = 10.0
@@ -210,7 +211,7 @@ def evaluate_tissue(setup: dict, sample: dict) -> dict:
 #: [{branch, position_mm, severity, length_mm}], stents (indices into the lesions found after the virtual
 #: ones are added), boundary conditions.
 FFR_DEFAULTS = {"centerline": None, "lesions": [], "stents": [], "aortic_pressure_mmhg": 93.0,
-                "outlet_resistance_scale": 1.0, "stenosis_model": "young-tsai", "min_stenosis": 0.3}
+                "outlet_resistance_scale": 1.0, "stenosis_model": DEFAULT_STENOSIS_MODEL, "min_stenosis": 0.3}
 #: Mean aortic pressure 80-106 mmHg spans normal resting means; +-30 % hyperaemic microvascular resistance
 #: covers the spread of adenosine response reported around Wilson et al. 1990's 0.24 fraction.
 FFR_UNCERTAIN = {"outlet_resistance_scale": (0.7, 1.3), "aortic_pressure_mmhg": (80.0, 106.0)}

@@ -73,7 +73,7 @@ def test_ffr_json_contract_baseline_and_stent(capsys):
     worst = out["lesions"][0]
     assert worst["diameter_stenosis_pct"] > 75 and worst["introduced"] is False and worst["delta_ffr"] > 0.1
     base = out["baseline"]
-    assert base["ffr_min"] < 0.8 and set(base["per_outlet"]) == set(out["per_outlet"])
+    assert 0.84 < base["ffr_min"] < 0.9 and set(base["per_outlet"]) == set(out["per_outlet"])  # 3D: 0.894
     assert out["ffr_min"] > 0.9 and out["stents"][0]["length_mm"] == 14.0
 
 

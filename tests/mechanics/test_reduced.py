@@ -85,7 +85,7 @@ def test_stenosis_in_series_matches_the_quadratic_solution():
     L, r = 40.0, 1.5
     tree = stenosed_tube_tree(L, r, 0.0, 10.0, spacing_mm=0.1)
     les = Lesion(0, 15.0, 25.0, 20.0, 0.6, r)  # 60 % lesion on grid points 15..25 mm
-    res = solve_ffr_1d(tree, lesions=[les])
+    res = solve_ffr_1d(tree, lesions=[les], stenosis_model="young-tsai")
     a, b = young_tsai_coefficients(r * 1e-3, 0.6e-3, 10e-3, PH)
     r_pois = poiseuille_resistance((L - 10.0) * 1e-3, r * 1e-3, PH.mu)
     r_out = PH.outlet_resistances([r])[0]
@@ -143,7 +143,11 @@ def test_real_coronary_lesion_and_stent():
     assert set(res.per_outlet) == {f"outlet_{i}" for i in range(1, 7)}
     worst = res.lesions[0]
     assert 75 < worst["diameter_stenosis_pct"] < 92
-    assert res.per_outlet["outlet_2"] < 0.80 and res.per_outlet["outlet_1"] < 0.80  # flow-limiting (1D)
+    # 3D Navier-Stokes on this lumen (implicit resistance outlets, benchmarks/study_ffr_coronary.py) gives
+    # 0.905 / 0.894 at outlets 1 / 2: a real but not flow-limiting drop; 1D must be within 0.03 of it.
+    assert res.per_outlet["outlet_1"] == pytest.approx(0.905, abs=0.03)
+    assert res.per_outlet["outlet_2"] == pytest.approx(0.894, abs=0.03)
+    assert res.per_outlet["outlet_2"] < res.per_outlet["outlet_3"] - 0.07  # the lesion's branches only
     assert res.per_outlet["outlet_3"] > 0.95  # the other branches are healthy
     assert res.report["inlet_flow_ml_s"] == pytest.approx(sum(res.report["outlet_flow_ml_s"].values()), rel=1e-9)
     lesions = detect_lesions(tree)
