@@ -35,7 +35,8 @@ def cmd_report(args) -> int:
 
 def cmd_rehearse(args) -> int:
     from app.project import load_case
-    from app.rehearsal import VIDEO_SUFFIXES, build_rehearsal, export_video
+    from app.rehearsal import build_rehearsal
+    from app.rehearsal_video import VIDEO_SUFFIXES, export_video
     from imaging.errors import InputError
 
     if not args.out.lower().endswith(VIDEO_SUFFIXES):

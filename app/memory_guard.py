@@ -16,7 +16,8 @@ from typing import Optional
 import numpy as np
 
 from app.case import Case
-from imaging.dicom import SeriesInfo, load_dicom_series
+from imaging.dicom import load_dicom_series
+from imaging.dicom_series import SeriesInfo
 from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, no_progress
 from imaging.volume import Geometry, Volume

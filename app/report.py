@@ -232,7 +232,8 @@ def _scenario_view(case: Case, sc: ScenarioView, size: tuple[int, int]) -> Optio
     """The scenario's result scene (last rehearsal step) rendered offscreen."""
     import pyvista as pv
 
-    from app.rehearsal import build_rehearsal, draw_layers, paint_legend, set_camera
+    from app.rehearsal import build_rehearsal
+    from app.rehearsal_video import draw_layers, paint_legend, set_camera
     from imaging.errors import InputError
 
     try:

@@ -16,7 +16,7 @@ from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled
 
 if TYPE_CHECKING:
-    from imaging.dicom import SeriesInfo
+    from imaging.dicom_series import SeriesInfo
 
 
 def _group(ds, per_frame, name: str):

@@ -20,7 +20,7 @@ from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled
 
 if TYPE_CHECKING:
-    from imaging.dicom import SeriesInfo
+    from imaging.dicom_series import SeriesInfo
 
 PIXEL_DATA_TAG = 0x7FE00010
 

@@ -31,7 +31,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMEN
 from pydicom.valuerep import format_number_as_ds
 
 from imaging.deidentify import DeidentifyContext, deidentify_dataset, output_folder
-from imaging.dicom import SeriesInfo
+from imaging.dicom_series import SeriesInfo
 from imaging.errors import InputError
 from imaging.progress import CancelledFn, ProgressFn, check_cancelled, no_progress
 from imaging.volume import LabelMap, Volume

@@ -22,7 +22,8 @@ from app.memory_guard import MemoryCheck, check_memory, import_dicom_downsampled
 from app.pipeline import DEMO_CASE, INVESALIUS_SUFFIXES, import_scan
 from app.project import load_case
 from app.ui.import_warnings import scan_kind
-from imaging.dicom import DicomScan, SeriesInfo, scan_dicom_folder
+from imaging.dicom import DicomScan, scan_dicom_folder
+from imaging.dicom_series import SeriesInfo
 from imaging.errors import InputError, TwinPlanError
 from imaging.meshing import EXPORT_FORMATS, export_surface
 from imaging.segment import HU_PRESETS, presets_for

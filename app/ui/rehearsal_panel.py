@@ -198,7 +198,7 @@ class RehearsalPanel(QWidget):
 
     def show_frame(self, index: int) -> None:
         """Draw frame ``index`` of the rehearsal in the 3D view (camera kept if the user orbited)."""
-        from app.rehearsal import draw_layers, set_camera
+        from app.rehearsal_video import draw_layers, set_camera
 
         plotter = self.window.scene.plotter
         first = not self._cache
@@ -256,7 +256,7 @@ class RehearsalPanel(QWidget):
 
     def export_video(self, path, size: tuple[int, int] = (640, 480)) -> bool:
         """Start writing the video; one frame per event-loop turn. False if nothing to export."""
-        from app.rehearsal import check_video_target, iter_export
+        from app.rehearsal_video import check_video_target, iter_export
         from imaging.errors import InputError
 
         if self.rehearsal is None or self._export is not None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from app.project import load_case
-from app.rehearsal import build_rehearsal, export_video, list_scenarios, render_frames
+from app.rehearsal import build_rehearsal, list_scenarios
+from app.rehearsal_video import export_video, render_frames
 from imaging.errors import InputError
 from mechanics.whatif import RigidMove
 from tests.app.twin_case import cranium_twin
