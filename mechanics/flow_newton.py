@@ -103,6 +103,9 @@ class NewtonSolver:
             fc.set_options(self.ksp, prefix, fc.ITERATIVE_KSP)
         else:
             fc.set_options(self.ksp, prefix, fc.DIRECT_KSP)
+            # A fresh factorization converges in about 1 + (number of rank-one terms) iterations; a kept
+            # one that needs many more is not worth its solves: give up early and refactorize.
+            self.ksp.setTolerances(max_it=fc.REFACTOR_ITS + len(self.terms) + 5)
 
     def residual(self) -> float:
         """Assemble the residual at the current state into ``self.b``; its norm."""
@@ -131,6 +134,7 @@ class NewtonSolver:
         if reason < 0 and reused:  # the kept factorization was too old: renew it and solve again
             self.refactor = True
             reason = self._solve()
+            self.refactor = True  # and renew it for the next step too (the Jacobian is still moving)
         if reason < 0:
             raise SolverError(f"linear solver failed (PETSc reason {reason}) after {self.ksp.getIterationNumber()} "
                               "iterations; try linear_solver='direct' on a coarser mesh")
