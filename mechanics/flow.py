@@ -249,7 +249,7 @@ def solve_flow(
         change = 1.0
         for outer in range(40 if ok and not fixed and inlet_flow_m3s is None else 0):
             change = update_inlet()
-            history[-1]["outlet_change"] = change
+            history[-1]["inlet_flow_change"] = change
             tol = max(final_tol, min(1e-4, 0.1 * change))
             ok, its = newton(solver, a, tol, max_newton, history, cancelled, lambda its, inc: None)
             newton_its += its
