@@ -9,11 +9,12 @@ import numpy as np
 from mechanics.fem_compat import fem, MPI, PETSc  # noqa: F401  (re-exported)
 
 #: Newton step by GMRES preconditioned with a MUMPS LU factorization of a (possibly older)
-#: Jacobian: a fresh factorization solves in one iteration; the flow solver keeps a
-#: factorization while GMRES converges quickly with it (it changes little between Newton
-#: steps and outlet updates) and refactorizes when it does not. METIS ordering (icntl 7 = 5).
+#: Jacobian: a fresh factorization solves in about 1 + (resistance outlets) iterations; the flow
+#: solver keeps a factorization while GMRES converges quickly with it (it changes little between
+#: Newton steps) and refactorizes when it does not (its iteration cap is set by
+#: ``flow_newton.NewtonSolver`` from ``REFACTOR_ITS``). METIS ordering (icntl 7 = 5).
 DIRECT_KSP = {"ksp_type": "gmres", "ksp_pc_side": "right", "ksp_gmres_restart": 60, "ksp_rtol": 1e-9, "ksp_atol": 1e-30,
-              "ksp_max_it": 60, "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
+              "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
               "mat_mumps_icntl_14": 200, "mat_mumps_icntl_7": 5}
 #: GMRES iterations above which the kept factorization is renewed before the next step.
 REFACTOR_ITS = 20
