@@ -22,7 +22,8 @@ carries through it (both 1D loss models evaluated at that flow). The second tabl
 loss models with 3D whatever the outlet boundary values; the first only means something when the
 3D boundary values solve the closed model, so a 3D FFR is starred when an outlet has backflow or
 breaks its resistance law ``p = P_v + R Q`` (``backflow_outlets``, ``outlet_law_max_error``).
-Cost: about 8-12 min per 3D solve at ``--radius-fractions 0.5`` (~25k tets, ~156k DOFs, 1 core).
+Cost: about 20 min per 3D solve at ``--radius-fractions 0.5`` (~25k tets, ~156k DOFs, 1 core, machine shared;
+72-86 Newton steps with continuation). Since the outlets are implicit the solver itself refuses backflow.
 """
 from __future__ import annotations
 
